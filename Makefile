@@ -1,0 +1,42 @@
+# bffproxy: `make run` serves a seeded local Strapi through bffproxy; `make test` passes the suite.
+# Both do every set-up step themselves (venv, pip, redis-server, Strapi's npm install) and are idempotent.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install system-deps strapi run test unit lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python setup.cfg setup.py requirements.txt
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -e '.[test]'
+	touch $@
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+install: $(VENV)/.installed system-deps
+	@bash strapi/strapi-install.sh
+
+run: install
+	@bash scripts/run-local.sh
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check bffproxy tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check bffproxy tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

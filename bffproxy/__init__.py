@@ -1,0 +1,46 @@
+"""bffproxy: a caching, validating Backend-for-Frontend in front of Strapi 5."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import caching, content, errors, health, request_id, tenants
+from .settings import ConfigError, load_config
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings (defaults, .env, BFFPROXY_* env, ``config``), extensions, blueprints."""
+    app = Flask(__name__)
+    load_config(app.config, config)
+    _configure_logging(app)
+    errors.init_app(app)
+    request_id.init_app(app)
+    tenants.init_app(app)
+    caching.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(content.bp)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    """Send bffproxy's loggers to stderr (gunicorn's error log / journald) unless already set up."""
+    level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ConfigError(f"BFFPROXY_LOG_LEVEL must be a logging level name, got {level!r}")
+    logger = logging.getLogger("bffproxy")
+    logger.setLevel(level)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        fmt = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+        logger.addHandler(handler)

@@ -1,0 +1,130 @@
+"""Content blueprint: Strapi's read API at Strapi's own paths, served through the shared cache.
+
+``GET|HEAD /api/<collection>`` and ``GET|HEAD /api/<collection>/<documentId>`` forward the query
+string (filters, populate, fields, sort, pagination, locale) in a canonical order, so equivalent
+URLs share one cache entry and Strapi sees exactly what the key describes.
+
+Drafts never reach an anonymous caller: Strapi 5 returns drafts to the Public role for
+``status=draft`` and for any ``status`` other than ``published`` (and for ``publicationState=preview``
+in its v4 compatibility format). bffproxy answers such requests with 400 ``drafts_not_allowed``
+instead of forwarding them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, request
+
+from .caching import Entry, Served, content_cache, freshness_for
+from .errors import DraftsNotAllowed, NotFound
+from .request_id import HEADER as REQUEST_ID_HEADER
+from .request_id import current_request_id
+from .strapi import FORWARDED_REQUEST_HEADERS, StrapiClient
+from .tenants import Tenant, current_tenant
+
+bp = Blueprint("content", __name__)
+
+# Request headers that change the answer: listed in Vary, part of the cache key.
+VARY_HEADERS = (*FORWARDED_REQUEST_HEADERS, "Authorization")
+
+
+@bp.get("/api/<collection>")
+def list_documents(collection: str) -> Response:
+    """A page of a collection, as Strapi would answer it."""
+    return serve_read(collection, f"api/{collection}")
+
+
+@bp.get("/api/<collection>/<document_id>")
+def get_document(collection: str, document_id: str) -> Response:
+    """One document by its stable documentId."""
+    return serve_read(collection, f"api/{collection}/{document_id}")
+
+
+def canonical_query() -> list[tuple[str, str]]:
+    """The request's query as (name, value) pairs in one stable order."""
+    return sorted(request.args.items(multi=True))
+
+
+def refuse_drafts(params: list[tuple[str, str]]) -> None:
+    """Raise 400 when an anonymous query would make Strapi return drafts."""
+    for name, value in params:
+        if (name == "status" and value != "published") or (name == "publicationState" and value != "live"):
+            raise DraftsNotAllowed(
+                "Draft content is not public: use status=published or omit the parameter.",
+                details={"param": name, "value": value},
+            )
+
+
+def forwarded_headers() -> dict[str, str]:
+    """The client headers Strapi should see, plus our request id."""
+    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+    headers[REQUEST_ID_HEADER] = current_request_id()
+    if request.remote_addr:
+        headers["X-Forwarded-For"] = request.remote_addr
+    return headers
+
+
+def loader(
+    client: StrapiClient, path: str, params: list[tuple[str, str]], headers: dict[str, str]
+) -> Callable[[], Entry]:
+    """A call that fetches ``path`` from Strapi; it needs no request context (background refresh)."""
+    clock = content_cache().clock
+
+    def load() -> Entry:
+        answer = client.request("GET", path, params=params, headers=headers)
+        return Entry.build(answer.status, answer.body, answer.content_type, clock())
+
+    return load
+
+
+def request_signature(path: str, params: list[tuple[str, str]], headers: dict[str, str]) -> str:
+    """Everything that makes one answer differ from another, in canonical form."""
+    varying = "&".join(f"{name}={headers.get(name, '')}" for name in FORWARDED_REQUEST_HEADERS)
+    return f"{path}?{urlencode(params)}#{varying}"
+
+
+def serve_read(collection: str, path: str) -> Response:
+    """Serve one anonymous read of an exposed collection through the cache."""
+    tenant: Tenant = current_tenant()
+    if not tenant.exposes(collection):
+        raise NotFound(f"There is no collection '{collection}'.")
+    params = canonical_query()
+    refuse_drafts(params)
+    headers = forwarded_headers()
+    load = loader(tenant.strapi, path, params, headers)
+    signature = request_signature(path, params, headers)
+    served = content_cache().serve(tenant.name, collection, signature, freshness_for(collection), load)
+    return cached_response(served, collection)
+
+
+def cache_control_for(collection: str) -> str:
+    """The Cache-Control of a public answer: configured per collection, or derived from TTLs."""
+    config = current_app.config
+    configured = config["CACHE_CONTROL"].get(collection)
+    if configured:
+        return str(configured)
+    policy = freshness_for(collection)
+    return (
+        f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={policy.ttl}, "
+        f"stale-while-revalidate={policy.stale_while_revalidate}, "
+        f"stale-if-error={policy.stale_if_error}"
+    )
+
+
+def cached_response(served: Served, collection: str) -> Response:
+    """Build the client's response: body, X-Cache, and for 200s ETag, Age and Cache-Control."""
+    entry = served.entry
+    response = Response(entry.body, status=entry.status, content_type=entry.content_type)
+    response.headers["X-Cache"] = served.x_cache
+    response.vary.update(VARY_HEADERS)
+    if entry.status != 200:
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    response.set_etag(entry.etag)
+    if served.x_cache in ("HIT", "STALE"):
+        response.headers["Age"] = str(int(entry.age(content_cache().clock())))
+    response.headers["Cache-Control"] = cache_control_for(collection)
+    response.make_conditional(request)  # 304 for a matching If-None-Match
+    return response

@@ -1,0 +1,34 @@
+"""gunicorn settings for bffproxy; every value can be overridden with GUNICORN_* or the command line.
+
+gunicorn reads this file from the working directory. It validates bffproxy's configuration in the
+arbiter before any worker forks, so a bad setting stops the boot with one line naming it.
+"""
+
+import os
+import sys
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+# gthread: a worker waiting on Strapi still serves cache hits on its other threads.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# Quote the request id in the access log, so nginx, gunicorn and Strapi lines can be joined.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s cache=%({x-cache}o)s'
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):
+    """Refuse to boot on a configuration error, with one line and before any worker forks."""
+    from bffproxy import ConfigError, create_app
+
+    try:
+        create_app()
+    except ConfigError as exc:
+        print(f"bffproxy: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make run`: a seeded local Strapi 5 on 127.0.0.1:1337 and bffproxy (gunicorn) on 127.0.0.1:8080 in
+# front of it. Strapi keeps running after bffproxy stops (`bash strapi/strapi-stop.sh` stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export STRAPI_PORT="${STRAPI_PORT:-1337}" BFF_PORT="${BFF_PORT:-8080}"
+export WEBHOOK_URL="${WEBHOOK_URL:-http://127.0.0.1:$BFF_PORT/webhooks/strapi}"
+bash strapi/strapi-start.sh > /dev/null
+# shellcheck disable=SC1090
+source "${XDG_CACHE_HOME:-$HOME/.cache}/bffproxy/strapi-app/run/$STRAPI_PORT/env"
+
+export BFFPROXY_STRAPI_URL="${BFFPROXY_STRAPI_URL:-$STRAPI_URL}"
+export BFFPROXY_STRAPI_API_TOKEN="${BFFPROXY_STRAPI_API_TOKEN:-$STRAPI_API_TOKEN}"
+export BFFPROXY_STRAPI_JWT_SECRET="${BFFPROXY_STRAPI_JWT_SECRET:-$STRAPI_JWT_SECRET}"
+export BFFPROXY_WEBHOOK_SECRET="${BFFPROXY_WEBHOOK_SECRET:-$STRAPI_WEBHOOK_SECRET}"
+export BFFPROXY_ADMIN_TOKEN="${BFFPROXY_ADMIN_TOKEN:-dev-admin-token}"
+export BFFPROXY_COLLECTIONS="${BFFPROXY_COLLECTIONS:-articles,categories}"
+export BFFPROXY_CACHE_DIR="${BFFPROXY_CACHE_DIR:-$PWD/var/cache}"
+B="http://127.0.0.1:$BFF_PORT"
+cat <<MSG
+
+  Strapi 5   $STRAPI_URL   (seeded: 30 published + 6 draft articles, 4 categories)
+  bffproxy   $B
+
+  Try:
+    curl -i '$B/api/articles?pagination[pageSize]=5&fields[0]=title'      # run twice: X-Cache MISS, then HIT
+    curl -i '$B/api/articles?populate=category&sort=title:desc'
+    curl -i '$B/api/categories'
+    curl -i '$B/api/articles?status=draft'                                # 400: drafts are not public
+    curl -i '$B/readyz'
+  Users: reader / Reader-Passw0rd!  editor / Editor-Passw0rd!   Admin token for /admin/*: $BFFPROXY_ADMIN_TOKEN
+
+MSG
+exec .venv/bin/gunicorn -c gunicorn.conf.py --bind "127.0.0.1:$BFF_PORT" wsgi:app
