@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import caching, content, errors, health, request_id, tenants
+from . import caching, content, errors, health, invalidation, request_id, tenants
 from .settings import ConfigError, load_config
 
 __all__ = ["ConfigError", "create_app"]
@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     request_id.init_app(app)
     tenants.init_app(app)
     caching.init_app(app)
+    invalidation.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(content.bp)
     if app.config["TRUSTED_PROXIES"]:
