@@ -230,11 +230,28 @@ class ContentCache:
         values = list(self._store_call("get_many", *keys))
         for i, value in enumerate(values):
             if not isinstance(value, str):
-                self._store_call("add", keys[i], secrets.token_hex(8), 0)
-                values[i] = self._store_call("get", keys[i])
-                if not isinstance(values[i], str):
-                    raise StoreUnavailable("generation could not be stored")
+                values[i] = self._create_generation(keys[i])
         return values[0], values[1]
+
+    def _create_generation(self, key: str) -> str:
+        """Create a missing generation once: concurrent first requests must agree on one token."""
+        deadline = time.monotonic() + self.lock_wait
+        while time.monotonic() < deadline:
+            lock = self.locks.try_acquire(key, self.lock_wait)
+            if lock is not None:
+                try:
+                    value = self._store_call("get", key)
+                    if not isinstance(value, str):
+                        value = secrets.token_hex(8)
+                        self._store_call("set", key, value, 0)
+                    return str(value)
+                finally:
+                    lock.release()
+            time.sleep(self.poll_interval)
+            value = self._store_call("get", key)
+            if isinstance(value, str):
+                return value
+        raise StoreUnavailable(f"could not create generation {key}")
 
     def invalidate(self, tenant: str, collections: Iterable[str]) -> list[str]:
         """Replace the generation of each collection: all its entries are gone for everyone."""
@@ -283,7 +300,7 @@ class ContentCache:
 
     def _fetch_once(self, key: str, policy: Freshness, load: Loader) -> Served:
         """Fetch under the key's lock; waiters take the holder's result, bounded by lock_wait."""
-        started = self.clock()
+        seen = self._flight_token(key)
         deadline = time.monotonic() + self.lock_wait
         while time.monotonic() < deadline:
             try:
@@ -292,19 +309,19 @@ class ContentCache:
                 break
             if lock is not None:
                 try:
-                    return self._fetch_as_holder(key, policy, load, started)
+                    return self._fetch_as_holder(key, policy, load, seen)
                 finally:
                     lock.release()
             time.sleep(self.poll_interval)
-            shared = self._result_since(key, policy, started)
+            shared = self._result_since(key, policy, seen)
             if shared is not None:
                 return shared
         log.warning("single-flight wait for %s ran out; fetching directly", key)
         return Served(self._load_and_store(key, policy, load), "MISS")
 
-    def _fetch_as_holder(self, key: str, policy: Freshness, load: Loader, started: float) -> Served:
+    def _fetch_as_holder(self, key: str, policy: Freshness, load: Loader, seen: str | None) -> Served:
         """As the lock holder: re-check (a previous holder may have just stored it), then fetch."""
-        shared = self._result_since(key, policy, started)
+        shared = self._result_since(key, policy, seen)
         if shared is not None:
             return shared
         try:
@@ -313,21 +330,31 @@ class ContentCache:
             self._share_failure(key, exc)
             raise
 
-    def _result_since(self, key: str, policy: Freshness, started: float) -> Served | None:
-        """A fresh entry, or the outcome of a fetch that began after we started waiting."""
-        entry = self._get_entry(key)
-        if entry is not None and entry.age(self.clock()) < policy.ttl:
-            return Served(entry, "HIT")
+    def _flight_outcome(self, key: str) -> tuple[str, Any] | None:
+        """The (token, outcome) a finished fetch of ``key`` left for its waiters, if any."""
         try:
             outcome = self._store_call("get", f"flight:{key}")
         except StoreUnavailable:
             return None
-        if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] >= started:
-            if isinstance(outcome[1], ApiError):
-                raise outcome[1]
-            shared = Entry.from_stored(outcome[1])
-            return Served(shared, "MISS") if shared is not None else None
-        return None
+        return outcome if isinstance(outcome, tuple) and len(outcome) == 2 else None
+
+    def _flight_token(self, key: str) -> str | None:
+        """The token of the last shared outcome, so a waiter only accepts a newer one."""
+        outcome = self._flight_outcome(key)
+        return outcome[0] if outcome else None
+
+    def _result_since(self, key: str, policy: Freshness, seen: str | None) -> Served | None:
+        """A fresh entry, or the outcome of a fetch that finished after we started waiting."""
+        entry = self._get_entry(key)
+        if entry is not None and entry.age(self.clock()) < policy.ttl:
+            return Served(entry, "HIT")
+        outcome = self._flight_outcome(key)
+        if outcome is None or outcome[0] == seen:
+            return None
+        if isinstance(outcome[1], ApiError):
+            raise outcome[1]
+        shared = Entry.from_stored(outcome[1])
+        return Served(shared, "MISS") if shared is not None else None
 
     def _load_and_store(self, key: str, policy: Freshness, load: Loader) -> Entry:
         """Load from Strapi; keep 200s for ``keep_for``; let waiters see other answers briefly."""
@@ -341,7 +368,7 @@ class ContentCache:
     def _share(self, key: str, outcome: Any) -> None:
         """Publish a non-cacheable outcome to the waiters of this flight for a few seconds."""
         with contextlib.suppress(StoreUnavailable):
-            self._store_call("set", f"flight:{key}", (self.clock(), outcome), 5)
+            self._store_call("set", f"flight:{key}", (secrets.token_hex(8), outcome), 5)
 
     def _share_failure(self, key: str, exc: ApiError) -> None:
         """Waiters of a failed fetch fail the same way instead of retrying one by one."""

@@ -93,7 +93,9 @@ class StrapiClient:
         retry = Retry(
             total=self.retries,
             connect=self.retries,
-            read=0,  # a read error may follow a request Strapi already executed
+            # False: never retry a read error (Strapi may have executed the request) and re-raise
+            # it as is, so requests reports ReadTimeout (504) rather than a wrapped ConnectionError.
+            read=False,
             status=self.retries,
             other=0,
             backoff_factor=0.05,

@@ -108,6 +108,18 @@ class Strapi:
         """Stop the Strapi process (its database stays)."""
         self._run("strapi-stop.sh")
 
+    @property
+    def log_path(self) -> Path:
+        app_dir = os.environ.get("STRAPI_APP_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bffproxy", "strapi-app"
+        )
+        return Path(app_dir) / "run" / str(self.port) / "strapi.log"
+
+    def count_requests(self, marker: str) -> int:
+        """How many requests whose logged URL contains ``marker`` Strapi has served so far."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return sum(1 for line in text.splitlines() if "http" in line and marker in line)
+
     def get(self, path: str, token: str | None = None, **params: Any) -> requests.Response:
         """A direct call to Strapi, bypassing bffproxy (the test's source of truth)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}

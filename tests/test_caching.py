@@ -1,0 +1,265 @@
+"""The content cache: TTL, stale windows, generations, single-flight and store faults (fake clock)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cachelib import FileSystemCache, SimpleCache
+
+from bffproxy.caching import ContentCache, Entry, FileFlightLocks, Freshness, StoreUnavailable
+from bffproxy.errors import UpstreamTimeout, UpstreamUnavailable
+
+from .conftest import FakeClock
+
+POLICY = Freshness(ttl=60, stale_while_revalidate=10, stale_if_error=300)
+
+
+class CountingLoader:
+    """A Strapi stand-in that counts calls and can fail or block on demand."""
+
+    def __init__(self, clock: FakeClock, body: bytes = b'{"data":[]}', status: int = 200) -> None:
+        self.clock, self.body, self.status = clock, body, status
+        self.calls = 0
+        self.fail: Exception | None = None
+        self.gate: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Entry:
+        with self._lock:
+            self.calls += 1
+        if self.gate is not None:
+            self.gate.wait(5)
+        if self.fail is not None:
+            raise self.fail
+        return Entry.build(self.status, self.body, "application/json", self.clock())
+
+
+@pytest.fixture
+def cache(tmp_path: Path, clock: FakeClock) -> ContentCache:
+    return ContentCache(SimpleCache(), FileFlightLocks(str(tmp_path / "locks")), clock=clock, lock_wait=5)
+
+
+def serve(cache: ContentCache, load: CountingLoader, signature: str = "api/articles?") -> Any:
+    return cache.serve("default", "articles", signature, POLICY, load)
+
+
+def test_miss_then_hit_within_ttl(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    assert serve(cache, load).x_cache == "MISS"
+    clock.advance(59)
+    served = serve(cache, load)
+    assert served.x_cache == "HIT"
+    assert served.entry.age(clock()) == 59
+    assert load.calls == 1
+
+
+def test_stale_while_revalidate_serves_stale_and_refreshes_once(
+    cache: ContentCache, clock: FakeClock
+) -> None:
+    load = CountingLoader(clock, body=b"old")
+    serve(cache, load)
+    clock.advance(65)  # past TTL, inside the 10 s grace window
+    load.body = b"new"
+    stale = serve(cache, load)
+    cache.join_refreshes()
+    assert stale.x_cache == "STALE" and stale.entry.body == b"old"
+    assert load.calls == 2
+    fresh = serve(cache, load)
+    assert (fresh.x_cache, fresh.entry.body) == ("HIT", b"new")
+
+
+def test_past_grace_window_fetches_synchronously(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    serve(cache, load)
+    clock.advance(71)
+    assert serve(cache, load).x_cache == "MISS"
+    assert load.calls == 2
+
+
+def test_stale_if_error_serves_old_entry_when_strapi_fails(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock, body=b"kept")
+    serve(cache, load)
+    clock.advance(200)
+    load.fail = UpstreamUnavailable()
+    served = serve(cache, load)
+    assert (served.x_cache, served.entry.body) == ("STALE", b"kept")
+    assert int(served.entry.age(clock())) == 200
+
+
+def test_beyond_stale_if_error_the_failure_is_raised(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    serve(cache, load)
+    clock.advance(60 + 300 + 1)
+    load.fail = UpstreamTimeout()
+    with pytest.raises(UpstreamTimeout):
+        serve(cache, load)
+
+
+def test_non_200_is_not_cached(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock, status=404)
+    assert serve(cache, load).entry.status == 404
+    assert serve(cache, load).x_cache == "MISS"
+    assert load.calls == 2
+
+
+def test_invalidation_replaces_generation_for_the_collection_only(
+    cache: ContentCache, clock: FakeClock
+) -> None:
+    articles, categories = CountingLoader(clock), CountingLoader(clock)
+    serve(cache, articles)
+    cache.serve("default", "categories", "api/categories?", POLICY, categories)
+    cache.invalidate("default", ["articles"])
+    assert serve(cache, articles).x_cache == "MISS"
+    assert cache.serve("default", "categories", "api/categories?", POLICY, categories).x_cache == "HIT"
+
+
+def test_tenant_invalidation_drops_every_collection(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    serve(cache, load)
+    cache.invalidate_tenant("default")
+    assert serve(cache, load).x_cache == "MISS"
+
+
+def test_lost_generation_never_resurrects_old_entries(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    serve(cache, load)
+    cache.store.delete("gen:default:articles")  # evicted by the store
+    assert serve(cache, load).x_cache == "MISS"
+
+
+def test_corrupted_entry_is_a_miss(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    serve(cache, load)
+    key = cache.key_for("default", "articles", "api/articles?")
+    cache.store.set(key, ("garbage",))
+    assert serve(cache, load).x_cache == "MISS"
+
+
+def test_corrupted_file_in_filesystem_store_is_a_miss(tmp_path: Path, clock: FakeClock) -> None:
+    store = FileSystemCache(str(tmp_path / "entries"))
+    cache = ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock)
+    load = CountingLoader(clock)
+    serve(cache, load)
+    for path in (tmp_path / "entries").iterdir():
+        if path.name != "__wz_cache_count":
+            path.write_bytes(path.read_bytes()[:6] + b"\x00garbage")
+    assert serve(cache, load).x_cache in ("MISS", "BYPASS")
+    assert serve(cache, load).entry.status == 200
+
+
+class BrokenStore(SimpleCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+        self.calls = 0
+
+    def get_many(self, *keys: str) -> list[Any]:
+        self.calls += 1
+        if self.broken:
+            raise ConnectionError("redis is gone")
+        return super().get_many(*keys)
+
+
+def test_store_down_bypasses_and_is_not_retried_per_request(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = BrokenStore()
+    cache = ContentCache(store, FileFlightLocks(str(tmp_path / "l")), clock=clock, retry_store_after=60)
+    load = CountingLoader(clock)
+    store.broken = True
+    results = [serve(cache, load).x_cache for _ in range(5)]
+    assert results == ["BYPASS"] * 5
+    assert load.calls == 5
+    assert store.calls == 1  # marked down after the first failure
+    assert caplog.text.count("cache store failed") == 1
+
+
+def test_single_flight_one_load_for_concurrent_cold_requests(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    load.gate = threading.Event()
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(serve(cache, load).x_cache)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    while load.calls == 0:
+        threading.Event().wait(0.005)
+    load.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert load.calls == 1
+    assert sorted(results) == ["HIT"] * 15 + ["MISS"]
+
+
+def test_single_flight_waiters_share_a_failure(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    load.gate = threading.Event()
+    load.fail = UpstreamUnavailable()
+    errors: list[str] = []
+
+    def request() -> None:
+        try:
+            serve(cache, load)
+        except UpstreamUnavailable as exc:
+            errors.append(exc.code)
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while load.calls == 0:
+        threading.Event().wait(0.005)
+    threading.Event().wait(0.05)  # let the waiters queue behind the holder
+    load.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert errors == ["upstream_unavailable"] * 8
+    assert load.calls < 8
+
+
+def test_waiter_gives_up_after_lock_wait_and_fetches_itself(tmp_path: Path, clock: FakeClock) -> None:
+    locks = FileFlightLocks(str(tmp_path / "locks"))
+    cache = ContentCache(SimpleCache(), locks, clock=clock, lock_wait=0.2)
+    held = locks.try_acquire(cache.key_for("default", "articles", "api/articles?"), 5)
+    assert held is not None  # a stuck holder
+    load = CountingLoader(clock)
+    assert serve(cache, load).x_cache == "MISS"
+    assert load.calls == 1
+    held.release()
+
+
+def test_zero_ttl_bypasses_the_cache(cache: ContentCache, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    policy = Freshness(0, 0, 0)
+    assert cache.serve("default", "articles", "x", policy, load).x_cache == "BYPASS"
+    assert cache.serve("default", "articles", "x", policy, load).x_cache == "BYPASS"
+    assert load.calls == 2
+
+
+def test_entry_roundtrip_and_rejects_other_shapes() -> None:
+    entry = Entry.build(200, b"{}", "application/json", 1.0)
+    assert Entry.from_stored(entry.as_tuple()) == entry
+    assert Entry.from_stored(None) is None
+    assert Entry.from_stored(("v0", 200, b"", "", 1.0, "e")) is None
+    assert StoreUnavailable.__mro__[1] is Exception
+
+
+def test_concurrent_first_requests_agree_on_one_generation(tmp_path: Path, clock: FakeClock) -> None:
+    """FileSystemCache.add is not atomic; generation creation must still yield one key for all."""
+    store = FileSystemCache(str(tmp_path / "entries"))
+    caches = [ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock) for _ in range(12)]
+    keys: list[str] = []
+    barrier = threading.Barrier(len(caches))
+
+    def first_request(cache: ContentCache) -> None:
+        barrier.wait()
+        keys.append(cache.key_for("default", "articles", "api/articles?"))
+
+    threads = [threading.Thread(target=first_request, args=(c,)) for c in caches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(keys) == 12
+    assert len(set(keys)) == 1

@@ -1,0 +1,169 @@
+"""The content blueprint for anonymous callers (fake Strapi via responses)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+import responses
+from flask.testing import FlaskClient
+
+from .conftest import STRAPI, FakeClock, strapi_list
+
+LIST = f"{STRAPI}/api/articles"
+
+
+def test_list_passes_through_and_second_request_is_a_hit(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    strapi.get(LIST, json=strapi_list("One", "Two"))
+    first = client.get("/api/articles")
+    second = client.get("/api/articles")
+    assert first.status_code == second.status_code == 200
+    assert first.get_json() == strapi_list("One", "Two")
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
+    assert len(strapi.calls) == 1
+
+
+def test_query_order_does_not_matter_and_is_forwarded_canonically(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    client.get("/api/articles?sort=title&filters[section][$eq]=news&pagination[page]=2")
+    hit = client.get("/api/articles?pagination[page]=2&filters[section][$eq]=news&sort=title")
+    assert hit.headers["X-Cache"] == "HIT"
+    sent = parse_qsl(urlsplit(strapi.calls[0].request.url).query)
+    assert sent == sorted(sent)
+    assert ("filters[section][$eq]", "news") in sent
+
+
+def test_document_by_document_id(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(f"{LIST}/abc123", json={"data": {"documentId": "abc123"}, "meta": {}})
+    response = client.get("/api/articles/abc123?populate=category")
+    assert response.get_json()["data"]["documentId"] == "abc123"
+    assert strapi.calls[0].request.url.endswith("/api/articles/abc123?populate=category")
+
+
+def test_unknown_collection_is_404_without_calling_strapi(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    response = client.get("/api/users")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+    assert len(strapi.calls) == 0
+
+
+def test_strapi_4xx_pass_through_and_are_not_cached(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    body = {"data": None, "error": {"status": 400, "name": "ValidationError", "message": "Invalid key nope"}}
+    strapi.get(LIST, status=400, json=body)
+    for _ in range(2):
+        response = client.get("/api/articles?filters[nope]=1")
+        assert response.status_code == 400
+        assert response.get_json() == body
+        assert response.headers["Cache-Control"] == "no-store"
+    assert len(strapi.calls) == 2
+
+
+def test_drafts_never_reach_anonymous_callers(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    for query in ("status=draft", "status=bogus", "status=", "publicationState=preview"):
+        response = client.get(f"/api/articles?{query}")
+        assert response.status_code == 400, query
+        assert response.get_json()["error"]["code"] == "drafts_not_allowed"
+    assert len(strapi.calls) == 0
+
+
+def test_explicit_published_status_is_allowed(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    assert client.get("/api/articles?status=published").status_code == 200
+
+
+def test_etag_and_304(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    first = client.get("/api/articles")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    again = client.get("/api/articles", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.data == b""
+    assert client.get("/api/articles", headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_age_cache_control_and_vary(
+    client: FlaskClient, strapi: responses.RequestsMock, clock: FakeClock
+) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    client.get("/api/articles")
+    clock.advance(42)
+    hit = client.get("/api/articles")
+    assert hit.headers["Age"] == "42"
+    assert hit.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=300")
+    assert "stale-while-revalidate=30" in hit.headers["Cache-Control"]
+    assert {"Accept-Language", "Strapi-Response-Format", "Authorization"} <= set(hit.vary.as_set(True))
+
+
+def test_ttl_per_collection(config: dict, strapi: responses.RequestsMock, clock: FakeClock) -> None:  # type: ignore[type-arg]
+    from bffproxy import create_app
+
+    config["CACHE_TTLS"] = "articles=10"
+    app = create_app(config)
+    app.extensions["bffproxy.cache"].clock = clock
+    client = app.test_client()
+    strapi.get(LIST, json=strapi_list("A"))
+    client.get("/api/articles")
+    clock.advance(11 + 3600)
+    assert client.get("/api/articles").headers["X-Cache"] == "MISS"
+    assert "s-maxage=10" in client.get("/api/articles").headers["Cache-Control"]
+
+
+def test_varying_header_is_part_of_the_key(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    client.get("/api/articles", headers={"Strapi-Response-Format": "v4"})
+    assert client.get("/api/articles").headers["X-Cache"] == "MISS"
+    assert strapi.calls[0].request.headers["Strapi-Response-Format"] == "v4"
+
+
+def test_head_has_headers_and_no_body(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    response = client.head("/api/articles")
+    assert response.status_code == 200
+    assert response.data == b""
+    assert response.headers["X-Cache"] == "MISS"
+
+
+def test_strapi_down_is_502_json(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, body=requests.ConnectionError("refused"))
+    response = client.get("/api/articles")
+    assert response.status_code == 502
+    error = response.get_json()["error"]
+    assert error["code"] == "upstream_unavailable"
+    assert "Strapi is unavailable" in error["message"]
+
+
+def test_strapi_timeout_is_504_json(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, body=requests.ReadTimeout("slow"))
+    response = client.get("/api/articles")
+    assert response.status_code == 504
+    assert response.get_json()["error"]["code"] == "upstream_timeout"
+
+
+def test_strapi_500_is_502_json(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, status=500, body="<html>boom</html>")
+    response = client.get("/api/articles")
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "upstream_error"
+
+
+def test_stale_if_error_on_strapi_outage(
+    client: FlaskClient, strapi: responses.RequestsMock, clock: FakeClock
+) -> None:
+    strapi.get(LIST, json=strapi_list("Kept"))
+    client.get("/api/articles")
+    clock.advance(1000)
+    strapi.replace(responses.GET, LIST, body=requests.ConnectionError("down"))
+    stale = client.get("/api/articles")
+    assert stale.status_code == 200
+    assert stale.headers["X-Cache"] == "STALE"
+    assert stale.headers["Age"] == "1000"
+    assert stale.get_json() == strapi_list("Kept")
