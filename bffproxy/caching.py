@@ -42,6 +42,8 @@ Clock = Callable[[], float]
 Loader = Callable[[], "Entry"]
 UPSTREAM_FAILURES = (UpstreamError, UpstreamTimeout, UpstreamUnavailable)
 KEY_VERSION = "v1"
+# Finite on purpose: cachelib's FileSystemCache prunes never-expiring (0) files FIRST when full.
+GENERATION_TIMEOUT = 365 * 24 * 3600
 
 
 class StoreUnavailable(Exception):
@@ -243,7 +245,7 @@ class ContentCache:
                     value = self._store_call("get", key)
                     if not isinstance(value, str):
                         value = secrets.token_hex(8)
-                        self._store_call("set", key, value, 0)
+                        self._store_call("set", key, value, GENERATION_TIMEOUT)
                     return str(value)
                 finally:
                     lock.release()
@@ -257,13 +259,15 @@ class ContentCache:
         """Replace the generation of each collection: all its entries are gone for everyone."""
         done = []
         for collection in dict.fromkeys(collections):
-            self._store_call("set", self._generation_keys(tenant, collection)[1], secrets.token_hex(8), 0)
+            self._store_call(
+                "set", self._generation_keys(tenant, collection)[1], secrets.token_hex(8), GENERATION_TIMEOUT
+            )
             done.append(collection)
         return done
 
     def invalidate_tenant(self, tenant: str) -> None:
         """Replace the tenant's generation: every entry of the tenant is gone."""
-        self._store_call("set", f"gen:{tenant}", secrets.token_hex(8), 0)
+        self._store_call("set", f"gen:{tenant}", secrets.token_hex(8), GENERATION_TIMEOUT)
 
     def key_for(self, tenant: str, collection: str, signature: str) -> str:
         """The entry key: tenant, collection, both generations, and a digest of the request."""

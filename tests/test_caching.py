@@ -263,3 +263,14 @@ def test_concurrent_first_requests_agree_on_one_generation(tmp_path: Path, clock
         thread.join(10)
     assert len(keys) == 12
     assert len(set(keys)) == 1
+
+
+def test_pruning_a_full_file_cache_keeps_generations(tmp_path: Path, clock: FakeClock) -> None:
+    """cachelib prunes never-expiring files first; generations must outlive ordinary entries."""
+    store = FileSystemCache(str(tmp_path / "entries"), threshold=6)
+    cache = ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock)
+    before = cache.generations("default", "articles")
+    load = CountingLoader(clock)
+    for i in range(20):
+        serve(cache, load, signature=f"api/articles?page={i}")
+    assert cache.generations("default", "articles") == before
