@@ -167,3 +167,24 @@ def test_stale_if_error_on_strapi_outage(
     assert stale.headers["X-Cache"] == "STALE"
     assert stale.headers["Age"] == "1000"
     assert stale.get_json() == strapi_list("Kept")
+
+
+def test_only_end_to_end_headers_reach_strapi(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    client.get(
+        "/api/articles",
+        headers={
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "Proxy-Authorization": "Basic eA==",
+            "Cookie": "session=abc",
+            "Accept-Language": "fr",
+            "X-Request-ID": "trace-1",
+        },
+    )
+    sent = strapi.calls[0].request.headers
+    for hop in ("X-Secret-Hop", "Proxy-Authorization", "Cookie"):
+        assert hop not in sent
+    assert sent["Accept-Language"] == "fr"
+    assert sent["X-Request-ID"] == "trace-1"
+    assert "Authorization" not in sent  # anonymous reads go to Strapi's Public role
