@@ -30,9 +30,11 @@ test: install
 unit: $(VENV)/.installed
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
+LINTED := bffproxy tests $(wildcard bench) wsgi.py gunicorn.conf.py
+
 lint: $(VENV)/.installed
-	$(BIN)/ruff check bffproxy tests bench wsgi.py gunicorn.conf.py
-	$(BIN)/ruff format --check bffproxy tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 bench: install
