@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import caching, content, errors, health, invalidation, request_id, tenants
+from . import admin, caching, content, errors, health, invalidation, request_id, tenants, webhooks
 from .settings import ConfigError, load_config
 
 __all__ = ["ConfigError", "create_app"]
@@ -25,8 +25,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tenants.init_app(app)
     caching.init_app(app)
     invalidation.init_app(app)
+    webhooks.init_app(app)
+    admin.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(content.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(admin.bp)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

@@ -192,9 +192,13 @@ class ContentCache:
 
     # -- the shared store, behind one fault boundary --------------------------------------------
 
-    def _store_call(self, method: str, *args: Any) -> Any:
-        """Call the store; a failure marks it down for a while and is logged once per interval."""
-        if time.monotonic() < self._store_down_until:
+    def _store_call(self, method: str, *args: Any, must_land: bool = False) -> Any:
+        """Call the store; a failure marks it down for a while and is logged once per interval.
+
+        Reads skip a store marked down (they can bypass it); ``must_land`` writes (invalidations)
+        always try, since a skipped invalidation would leave every instance serving old content.
+        """
+        if not must_land and time.monotonic() < self._store_down_until:
             raise StoreUnavailable("store marked down")
         try:
             return getattr(self.store, method)(*args)
@@ -255,19 +259,23 @@ class ContentCache:
                 return value
         raise StoreUnavailable(f"could not create generation {key}")
 
+    def _replace_generation(self, key: str) -> None:
+        """Give ``key`` a new random token; raise StoreUnavailable unless the store took it."""
+        stored = self._store_call("set", key, secrets.token_hex(8), GENERATION_TIMEOUT, must_land=True)
+        if stored is False:  # cachelib's FileSystemCache reports OS errors (disk full) this way
+            raise StoreUnavailable(f"the store refused to write {key}")
+
     def invalidate(self, tenant: str, collections: Iterable[str]) -> list[str]:
         """Replace the generation of each collection: all its entries are gone for everyone."""
         done = []
         for collection in dict.fromkeys(collections):
-            self._store_call(
-                "set", self._generation_keys(tenant, collection)[1], secrets.token_hex(8), GENERATION_TIMEOUT
-            )
+            self._replace_generation(self._generation_keys(tenant, collection)[1])
             done.append(collection)
         return done
 
     def invalidate_tenant(self, tenant: str) -> None:
         """Replace the tenant's generation: every entry of the tenant is gone."""
-        self._store_call("set", f"gen:{tenant}", secrets.token_hex(8), GENERATION_TIMEOUT)
+        self._replace_generation(f"gen:{tenant}")
 
     def key_for(self, tenant: str, collection: str, signature: str) -> str:
         """The entry key: tenant, collection, both generations, and a digest of the request."""

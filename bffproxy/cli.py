@@ -9,7 +9,10 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from . import create_app
+from .errors import ApiError
+from .invalidation import purge
 from .settings import ConfigError
+from .tenants import registry
 
 
 def _create_app() -> object:
@@ -38,6 +41,24 @@ def check_config() -> None:
         if any(word in key for word in secret_words) and value and key != "CACHE_KEY_PREFIX":
             value = "***"
         click.echo(f"{key} = {value!r}")
+
+
+@cli.command("purge")
+@click.option("--collection", help="Purge this collection (and the collections related to it).")
+@click.option("--document-id", help="The document that changed (needs --collection).")
+@click.option("--all", "everything", is_flag=True, help="Purge every cached entry of the tenant.")
+@with_appcontext
+def purge_command(collection: str | None, document_id: str | None, everything: bool) -> None:
+    """Drop cached entries in the shared store, for every worker and instance that uses it."""
+    try:
+        result = purge(
+            registry().default.name, collection=collection, document_id=document_id, everything=everything
+        )
+    except ApiError as exc:
+        if exc.status < 500:
+            raise click.UsageError(exc.message) from exc
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"purged {result['scope']}: {', '.join(result['invalidated']) or 'nothing'}")
 
 
 def main() -> None:

@@ -12,12 +12,24 @@ relations, so this configuration, not the payload, is the source of truth for th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from typing import Any
 
 from flask import Flask, current_app
 
-from .caching import content_cache
+from .caching import StoreUnavailable, content_cache
+from .errors import ServiceUnavailable, Unprocessable
 from .settings import ConfigError, as_mapping, env_name
+
+# Strapi 5 documentIds are 24 lowercase alphanumerics; accept any plausible id, refuse junk.
+DOCUMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class CacheUnavailable(ServiceUnavailable):
+    """The shared store refused the invalidation: nothing was dropped, the caller should know."""
+
+    code, message = "cache_unavailable", "The shared cache cannot be reached; nothing was invalidated."
 
 
 def related_collections(collection: str) -> tuple[str, ...]:
@@ -31,6 +43,59 @@ def invalidate_collection(tenant: str, collection: str, also: Iterable[str] = ()
     exposed = current_app.config["COLLECTIONS"]
     targets = [c for c in (collection, *related_collections(collection), *also) if c in exposed]
     return content_cache().invalidate(tenant, targets)
+
+
+def purge(
+    tenant: str,
+    *,
+    collection: str | None = None,
+    document_id: str | None = None,
+    everything: bool = False,
+    also: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Invalidate one scope (everything, a collection, or a document) and say what was dropped.
+
+    The one entry point of the webhook, the purge API and ``bffproxy purge``. A document's entries
+    live under its collection's generation, and every list of the collection may contain it, so a
+    document purge drops the collection and its related collections: still O(1), never stale.
+    Raises Unprocessable for a bad scope and CacheUnavailable when the store refuses the write.
+    """
+    scope = _check_scope(collection, document_id, everything)
+    try:
+        if everything:
+            content_cache().invalidate_tenant(tenant)
+            dropped = list(current_app.config["COLLECTIONS"])
+        else:
+            assert collection is not None  # _check_scope guarantees it
+            dropped = invalidate_collection(tenant, collection, also)
+    except StoreUnavailable as exc:
+        raise CacheUnavailable(details={"reason": str(exc)}) from exc
+    result: dict[str, Any] = {"scope": scope, "tenant": tenant, "invalidated": dropped}
+    if collection:
+        result["collection"] = collection
+    if document_id:
+        result["documentId"] = document_id
+    return result
+
+
+def _check_scope(collection: str | None, document_id: str | None, everything: bool) -> str:
+    """Name the scope of a purge ("all", "collection", "document") or raise Unprocessable."""
+    if everything:
+        if collection or document_id:
+            raise Unprocessable("Purge either everything or one collection, not both.")
+        return "all"
+    if not collection:
+        raise Unprocessable("Name a collection (and optionally a documentId), or purge everything.")
+    if collection not in current_app.config["COLLECTIONS"]:
+        raise Unprocessable(
+            f"Unknown collection {collection!r}.",
+            details={"collection": collection, "known": list(current_app.config["COLLECTIONS"])},
+        )
+    if document_id is None:
+        return "collection"
+    if not DOCUMENT_ID.match(document_id):
+        raise Unprocessable("documentId must be 1-64 letters, digits, '-' or '_'.")
+    return "document"
 
 
 def _parse_relations(app: Flask) -> dict[str, tuple[str, ...]]:

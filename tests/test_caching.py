@@ -274,3 +274,13 @@ def test_pruning_a_full_file_cache_keeps_generations(tmp_path: Path, clock: Fake
     for i in range(20):
         serve(cache, load, signature=f"api/articles?page={i}")
     assert cache.generations("default", "articles") == before
+
+
+def test_invalidation_fails_loudly_when_the_store_refuses_the_write(cache: ContentCache) -> None:
+    class RefusingStore(SimpleCache):
+        def set(self, *args: Any, **kwargs: Any) -> bool:
+            return False  # what FileSystemCache does on an OS error such as a full disk
+
+    cache.store = RefusingStore()
+    with pytest.raises(StoreUnavailable):
+        cache.invalidate("default", ["articles"])

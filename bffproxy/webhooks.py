@@ -1,0 +1,168 @@
+"""Strapi's webhooks: ``POST /webhooks/strapi`` turns a content change into an invalidation.
+
+Strapi 5 sends one POST per event with a static ``X-Webhook-Secret`` header (no signature), gives up
+after 10 s and never retries. So the receiver compares the secret in constant time, never calls
+Strapi, and answers as soon as the generations are replaced (a few store writes):
+
+* 401 for a missing or wrong secret, and for every call while ``BFFPROXY_WEBHOOK_SECRET`` is unset
+  (the app still boots, serving on TTLs alone; a warning at start-up says webhooks are refused);
+* 400 for a body that is not a Strapi entry event (malformed JSON, missing event/model/entry/documentId);
+* 202 with nothing invalidated for an event or model bffproxy does not expose;
+* 200 with the invalidated collections otherwise; 503 when the shared store refuses the write.
+
+A changed document drops its collection (its own entries and every list or query of it) and the
+collections related to it: those named by the populated relations in the payload, plus the
+configured ``BFFPROXY_RELATIONS__<collection>`` (``entry.delete`` carries no relations). Strapi's
+``model`` is singular (``article``); ``BFFPROXY_MODELS__<model>=<collection>`` maps it to the exposed
+API id, which defaults to an English plural (``article`` -> ``articles``, ``category`` ->
+``categories``). Repeated deliveries (a DELETE sends two ``entry.delete``) only replace a generation
+again. Every delivery logs exactly one line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from .errors import ApiError, BadRequest, Unauthorized
+from .invalidation import purge
+from .settings import ConfigError, as_mapping, as_str, env_name
+from .tenants import current_tenant
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__)
+
+SECRET_HEADER = "X-Webhook-Secret"
+
+
+class WebhooksDisabled(Unauthorized):
+    """No secret is configured, so no caller can be trusted."""
+
+    code = "webhooks_disabled"
+    message = f"Webhooks are refused: {env_name('WEBHOOK_SECRET')} is not set on this bffproxy."
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The parts of one Strapi entry event that decide what to invalidate."""
+
+    event: str
+    model: str
+    document_id: str
+    related_fields: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, body: Any) -> Delivery | str:
+        """The delivery, the event name of a non-entry event (ignored), or BadRequest."""
+        if not isinstance(body, Mapping):
+            raise BadRequest("The webhook body must be a JSON object.")
+        event = _required_str(body, "event")
+        if not event.startswith("entry."):
+            return event
+        entry = body.get("entry")
+        if not isinstance(entry, Mapping):
+            raise BadRequest("The webhook body has no 'entry' object.", details={"field": "entry"})
+        return cls(event, _required_str(body, "model"), _required_str(entry, "documentId"), _relations(entry))
+
+
+def _required_str(body: Mapping[str, Any], name: str) -> str:
+    """A non-empty string field, or BadRequest naming it."""
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"The webhook body has no '{name}' string.", details={"field": name})
+    return value.strip()
+
+
+def _relations(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names of the entry's populated relation fields: objects (or lists of them) with a documentId."""
+    fields = []
+    for name, value in entry.items():
+        items = value if isinstance(value, list) else [value]
+        if items and all(isinstance(item, Mapping) and "documentId" in item for item in items):
+            fields.append(name)
+    return tuple(fields)
+
+
+def pluralise(name: str) -> str:
+    """The English plural Strapi suggests for an API id: article -> articles, category -> categories."""
+    if name.endswith(("s", "x", "z", "ch", "sh")):
+        return f"{name}es"
+    if len(name) > 1 and name.endswith("y") and name[-2] not in "aeiou":
+        return f"{name[:-1]}ies"
+    return f"{name}s"
+
+
+def collection_for(name: str) -> str | None:
+    """The exposed collection a model (or relation field) name stands for, or None."""
+    exposed = current_app.config["COLLECTIONS"]
+    configured = current_app.config["MODELS"].get(name)
+    if configured:
+        return str(configured)
+    return next((c for c in (pluralise(name), name) if c in exposed), None)
+
+
+def _authenticate() -> None:
+    """Refuse the call unless its secret matches, compared in constant time."""
+    expected = current_app.config["WEBHOOK_SECRET"]
+    if not expected:
+        raise WebhooksDisabled()
+    given = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized(f"Missing or wrong {SECRET_HEADER}.")
+
+
+def _apply(delivery: Delivery | str) -> tuple[dict[str, Any], int]:
+    """Invalidate what the delivery changed; say what, with 200, or why nothing, with 202."""
+    if isinstance(delivery, str):
+        return {"event": delivery, "invalidated": [], "ignored": "not an entry event"}, 202
+    collection = collection_for(delivery.model)
+    if collection is None:
+        ignored = {"event": delivery.event, "model": delivery.model, "documentId": delivery.document_id}
+        return {**ignored, "invalidated": [], "ignored": f"model {delivery.model!r} is not exposed"}, 202
+    related = [c for c in map(collection_for, delivery.related_fields) if c]
+    result = purge(
+        current_tenant().name, collection=collection, document_id=delivery.document_id, also=related
+    )
+    return {"event": delivery.event, "model": delivery.model, **result}, 200
+
+
+@bp.post("/webhooks/strapi")
+def strapi_webhook() -> Response:
+    """Receive one Strapi webhook and invalidate what it changed."""
+    try:
+        _authenticate()
+        body, status = _apply(Delivery.parse(request.get_json(force=True, silent=True)))
+    except ApiError as exc:
+        log.warning("webhook refused with %s (%s): %s", exc.status, exc.code, exc.message)
+        raise
+    log.info(
+        "webhook %s %s %s -> invalidated %s",
+        body["event"],
+        body.get("model", "-"),
+        body.get("documentId", "-"),
+        ",".join(body["invalidated"]) or "nothing",
+    )
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Validate the webhook settings; warn once when webhooks are refused for want of a secret."""
+    app.config["WEBHOOK_SECRET"] = as_str(app.config, "WEBHOOK_SECRET")
+    exposed = app.config["COLLECTIONS"]
+    models = as_mapping(app.config, "MODELS", str)
+    for model, collection in models.items():
+        if collection not in exposed:
+            name = f"{env_name('MODELS')}__{model}"
+            raise ConfigError(f"{name} names {collection!r}, which is not in {env_name('COLLECTIONS')}")
+    app.config["MODELS"] = models
+    if not app.config["WEBHOOK_SECRET"]:
+        log.warning("%s is not set: Strapi's webhooks will be refused (401)", env_name("WEBHOOK_SECRET"))

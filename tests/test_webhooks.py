@@ -1,0 +1,250 @@
+"""POST /webhooks/strapi: secret, body validation, model mapping and what a delivery invalidates."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bffproxy import ConfigError, create_app
+from bffproxy.webhooks import pluralise
+
+from .test_invalidation import warm_cache, x_cache
+
+SECRET = "unit-webhook-secret"
+DOC = "tjqy7ker8jzhq6j8lkdncc4q"
+
+# Bodies as Strapi 5 sent them (../shared/strapi/captures/webhooks/), trimmed of unused fields.
+UPDATE = {
+    "event": "entry.update",
+    "createdAt": "2026-11-23T20:49:48.418Z",
+    "model": "article",
+    "uid": "api::article.article",
+    "entry": {
+        "id": 67,
+        "documentId": DOC,
+        "title": "Captured create (edited)",
+        "publishedAt": None,
+        "category": {"id": 2, "documentId": "api4tn7w88alg2h8eb2yg7x3", "name": "Technology"},
+    },
+}
+DELETE = {
+    "event": "entry.delete",
+    "createdAt": "2026-11-23T20:49:59.194Z",
+    "model": "article",
+    "uid": "api::article.article",
+    "entry": {"id": 75, "documentId": DOC, "title": "Captured create (edited)", "publishedAt": None},
+}
+
+
+@pytest.fixture
+def config(config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "WEBHOOK_SECRET": SECRET}
+
+
+@pytest.fixture
+def warm(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    """Cache an article list, one article and the category list (each now a HIT)."""
+    assert x_cache(client, warm_cache(client, strapi, DOC)) == ["HIT", "HIT", "HIT"]
+
+
+PATHS = ("/api/articles", f"/api/articles/{DOC}", "/api/categories")
+
+
+def cached(client: FlaskClient) -> list[str]:
+    return x_cache(client, PATHS)
+
+
+def deliver(client: FlaskClient, body: Any, secret: str | None = SECRET, **kwargs: Any) -> Any:
+    headers = {"X-Webhook-Secret": secret} if secret is not None else {}
+    return client.post("/webhooks/strapi", json=body, headers=headers, **kwargs)
+
+
+@pytest.mark.usefixtures("warm")
+def test_update_drops_its_collection_and_the_populated_relations(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    calls = len(strapi.calls)
+    response = deliver(client, UPDATE)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["invalidated"] == ["articles", "categories"]
+    assert (body["event"], body["documentId"], body["scope"]) == ("entry.update", DOC, "document")
+    assert len(strapi.calls) == calls  # the receiver never calls Strapi
+    assert cached(client) == ["MISS", "MISS", "MISS"]
+    assert cached(client) == ["HIT", "HIT", "HIT"]
+
+
+@pytest.mark.usefixtures("warm")
+def test_delete_without_relations_keeps_unrelated_collections(client: FlaskClient) -> None:
+    response = deliver(client, DELETE)
+    assert response.get_json()["invalidated"] == ["articles"]
+    assert cached(client) == ["MISS", "MISS", "HIT"]
+
+
+def test_delete_uses_the_configured_relations(config: dict[str, Any], strapi: responses.RequestsMock) -> None:
+    client = create_app({**config, "RELATIONS": {"articles": "categories"}}).test_client()
+    assert deliver(client, DELETE).get_json()["invalidated"] == ["articles", "categories"]
+
+
+@pytest.mark.usefixtures("warm")
+def test_repeated_deliveries_are_harmless(client: FlaskClient) -> None:
+    for _ in range(2):  # a DELETE sends two entry.delete for one document
+        assert deliver(client, DELETE).status_code == 200
+    assert cached(client) == ["MISS", "MISS", "HIT"]
+    assert cached(client) == ["HIT", "HIT", "HIT"]
+
+
+@pytest.mark.usefixtures("warm")
+@pytest.mark.parametrize("secret", [None, "", "wrong", SECRET + "x", "sécret"])
+def test_missing_or_wrong_secret_is_401_and_invalidates_nothing(
+    client: FlaskClient, secret: str | None
+) -> None:
+    response = deliver(client, UPDATE, secret=secret)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+    assert cached(client) == ["HIT", "HIT", "HIT"]
+
+
+def test_without_a_configured_secret_every_webhook_is_401(
+    config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "bffproxy"):
+        client = create_app({**config, "WEBHOOK_SECRET": ""}).test_client()
+    assert "BFFPROXY_WEBHOOK_SECRET is not set" in caplog.text
+    for secret in ("", None, "anything"):
+        response = deliver(client, UPDATE, secret=secret)
+        assert response.status_code == 401
+        error = response.get_json()["error"]
+        assert error["code"] == "webhooks_disabled"
+        assert "BFFPROXY_WEBHOOK_SECRET" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"{not json", b"", b"[1, 2]", b'"entry.update"'],
+)
+def test_malformed_json_is_400(client: FlaskClient, data: bytes) -> None:
+    response = client.post(
+        "/webhooks/strapi", data=data, content_type="application/json", headers={"X-Webhook-Secret": SECRET}
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_request"
+
+
+def _without(path: tuple[str, ...]) -> dict[str, Any]:
+    body = copy.deepcopy(UPDATE)
+    target: Any = body
+    for name in path[:-1]:
+        target = target[name]
+    del target[path[-1]]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (_without(("event",)), "event"),
+        (_without(("model",)), "model"),
+        (_without(("entry",)), "entry"),
+        (_without(("entry", "documentId")), "documentId"),
+        ({**UPDATE, "model": 7}, "model"),
+        ({**UPDATE, "entry": "67"}, "entry"),
+        ({**UPDATE, "entry": {**UPDATE["entry"], "documentId": ""}}, "documentId"),  # type: ignore[dict-item]
+    ],
+)
+def test_missing_fields_are_400_naming_the_field(client: FlaskClient, body: Any, field: str) -> None:
+    response = deliver(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"field": field}
+
+
+@pytest.mark.usefixtures("warm")
+def test_unknown_model_is_202_and_invalidates_nothing(client: FlaskClient) -> None:
+    body = {**UPDATE, "model": "user", "uid": "plugin::users-permissions.user"}
+    response = deliver(client, body)
+    assert response.status_code == 202
+    assert response.get_json()["invalidated"] == []
+    assert "user" in response.get_json()["ignored"]
+    assert cached(client) == ["HIT", "HIT", "HIT"]
+
+
+def test_events_other_than_entry_events_are_ignored(client: FlaskClient) -> None:
+    response = deliver(client, {"event": "media.create", "media": {"id": 1}})
+    assert response.status_code == 202
+    assert response.get_json() == {
+        "event": "media.create",
+        "invalidated": [],
+        "ignored": "not an entry event",
+    }
+
+
+def test_a_configured_model_name_wins_over_the_plural(config: dict[str, Any]) -> None:
+    client = create_app({**config, "MODELS": {"post": "articles"}}).test_client()
+    body = {**UPDATE, "model": "post", "uid": "api::post.post"}
+    assert deliver(client, body).get_json()["invalidated"] == ["articles", "categories"]
+
+
+def test_models_must_name_exposed_collections(config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="BFFPROXY_MODELS__post names 'posts'"):
+        create_app({**config, "MODELS": {"post": "posts"}})
+
+
+def test_models_from_the_environment(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BFFPROXY_MODELS__post", "articles")
+    app = create_app(config)
+    assert app.config["MODELS"] == {"post": "articles"}
+
+
+@pytest.mark.parametrize(
+    ("singular", "plural"),
+    [("article", "articles"), ("category", "categories"), ("day", "days"), ("address", "addresses"),
+     ("box", "boxes"), ("branch", "branches"), ("y", "ys")],
+)  # fmt: skip
+def test_default_pluralisation(singular: str, plural: str) -> None:
+    assert pluralise(singular) == plural
+
+
+def test_relation_lists_and_unknown_relation_fields(client: FlaskClient) -> None:
+    entry = {
+        "documentId": "cat1",
+        "articles": [{"id": 1, "documentId": "a1"}],  # a list relation -> articles
+        "cover": {"id": 3, "documentId": "m1", "url": "/x.png"},  # media: no exposed collection
+        "seo": {"id": 4, "metaTitle": "x"},  # a component: no documentId
+        "tags": [],  # unknown when empty: the configured relations must tell
+    }
+    body = {"event": "entry.update", "model": "category", "entry": entry}
+    assert deliver(client, body).get_json()["invalidated"] == ["categories", "articles"]
+
+
+def test_a_store_fault_is_503_so_strapi_logs_the_failure(app: Flask, client: FlaskClient) -> None:
+    class BrokenStore:
+        def __getattr__(self, name: str) -> Any:
+            def fail(*args: Any) -> Any:
+                raise ConnectionError("redis is down")
+
+            return fail
+
+    app.extensions["bffproxy.cache"].store = BrokenStore()
+    response = deliver(client, UPDATE)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "cache_unavailable"
+
+
+def test_one_log_line_per_delivery(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "bffproxy.webhooks"):
+        deliver(client, UPDATE)
+        deliver(client, UPDATE, secret="wrong")
+        deliver(client, {**UPDATE, "model": "user"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "bffproxy.webhooks"]
+    assert lines == [
+        f"webhook entry.update article {DOC} -> invalidated articles,categories",
+        "webhook refused with 401 (unauthorized): Missing or wrong X-Webhook-Secret.",
+        f"webhook entry.update user {DOC} -> invalidated nothing",
+    ]
