@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .services import Gunicorn, RedisServer, Strapi, free_port
+from .services import Gunicorn, RedisServer, Strapi, bff_env, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -43,23 +43,6 @@ def strapi_live(strapi_server: Strapi) -> Strapi:
     if not http_ok(f"{strapi_server.url}/_health"):
         strapi_server.start()
     return strapi_server
-
-
-def bff_env(strapi: Strapi, cache_dir: Path, **extra: str) -> dict[str, str]:
-    """The BFFPROXY_* environment of a gunicorn instance in front of ``strapi``."""
-    env = {
-        "BFFPROXY_STRAPI_URL": strapi.url,
-        "BFFPROXY_STRAPI_API_TOKEN": strapi.api_token,
-        "BFFPROXY_STRAPI_JWT_SECRET": strapi.jwt_secret,
-        "BFFPROXY_WEBHOOK_SECRET": strapi.webhook_secret,
-        "BFFPROXY_ADMIN_TOKEN": "e2e-admin-token",
-        "BFFPROXY_COLLECTIONS": "articles,categories",
-        "BFFPROXY_CACHE_DIR": str(cache_dir),
-        "BFFPROXY_DEBUG_HEADERS": "true",
-        "BFFPROXY_ENV_FILE": str(cache_dir / "absent.env"),
-    }
-    env.update({f"BFFPROXY_{k}": v for k, v in extra.items()})
-    return env
 
 
 @pytest.fixture

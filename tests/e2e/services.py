@@ -126,6 +126,27 @@ class Strapi:
         return requests.get(f"{self.url}/{path.lstrip('/')}", params=params, headers=headers, timeout=10)
 
 
+def bff_env(strapi: Strapi, cache_dir: Path, **extra: str) -> dict[str, str]:
+    """The BFFPROXY_* environment of a bffproxy instance in front of ``strapi``.
+
+    Shared by the end-to-end fixtures and bench/; ``extra`` adds or overrides settings by their
+    name without the prefix, e.g. ``CACHE_TTL="1"``.
+    """
+    env = {
+        "BFFPROXY_STRAPI_URL": strapi.url,
+        "BFFPROXY_STRAPI_API_TOKEN": strapi.api_token,
+        "BFFPROXY_STRAPI_JWT_SECRET": strapi.jwt_secret,
+        "BFFPROXY_WEBHOOK_SECRET": strapi.webhook_secret,
+        "BFFPROXY_ADMIN_TOKEN": "e2e-admin-token",
+        "BFFPROXY_COLLECTIONS": "articles,categories",
+        "BFFPROXY_CACHE_DIR": str(cache_dir),
+        "BFFPROXY_DEBUG_HEADERS": "true",  # X-BFF-Worker: which worker answered
+        "BFFPROXY_ENV_FILE": str(cache_dir / "absent.env"),
+    }
+    env.update({f"BFFPROXY_{k}": v for k, v in extra.items()})
+    return env
+
+
 @dataclass
 class Gunicorn:
     """bffproxy under real gunicorn, with its own environment."""

@@ -1,0 +1,101 @@
+"""The figures as a table with ratios against the issue's targets, printed and written to results/."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+TARGETS = "hits >= 0.8x floor and >= 10x Strapi direct on the list; stampede -> 1; 0 stale reads"
+
+
+def ratios(throughput: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """hits/floor and hits/Strapi per target, from the median requests/s."""
+    out = {}
+    for target, systems in throughput.items():
+        hits = systems["bffproxy"]["requests_per_s"]
+        out[target] = {
+            "hits_over_floor": round(hits / systems["floor"]["requests_per_s"], 2),
+            "hits_over_strapi": round(hits / systems["strapi"]["requests_per_s"], 1),
+        }
+    return out
+
+
+def verdicts(result: dict[str, Any]) -> dict[str, bool | None]:
+    """Each target: met (True), missed (False), or not measurable in this run (None)."""
+    listing = result["ratios"]["list"]
+    webhook = result["webhook"]
+    return {
+        "list hits >= 0.8x floor": listing["hits_over_floor"] >= 0.8,
+        "list hits >= 10x Strapi": listing["hits_over_strapi"] >= 10,
+        "stampede -> 1 Strapi request": result["stampede"]["strapi_requests"] == 1,
+        "0 stale reads after webhook ack": (
+            webhook["stale_reads_after_ack"] == 0 if webhook.get("acknowledged") else None
+        ),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README-ready table."""
+    knobs = result["settings"]
+    lines = [
+        f"`BENCH_DURATION={knobs['duration']:g} BENCH_CONNECTIONS={knobs['connections']} "
+        f"BENCH_ROUNDS={knobs['rounds']} make bench`",
+        "",
+        f"wrk -t1 -c{knobs['connections']} -d{knobs['duration']:g}s, {knobs['rounds']} interleaved rounds "
+        f"(medians), {result['machine']}; bffproxy and the floor: gunicorn, {knobs['workers']} workers",
+        "",
+        "| target | system | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for target, systems in result["throughput"].items():
+        for system, row in systems.items():
+            lines.append(
+                f"| {target} | {system} | {row['requests_per_s']:.0f} | {row['p50_ms']:.2f} "
+                f"| {row['p99_ms']:.2f} | {row['errors']} |"
+            )
+    lines += ["", "| ratio | list | document |", "|---|---:|---:|"]
+    for name in ("hits_over_floor", "hits_over_strapi"):
+        lines.append(
+            f"| {name.replace('_', ' ')} | {result['ratios']['list'][name]} "
+            f"| {result['ratios']['document'][name]} |"
+        )
+    rss = result["rss_mib"]
+    stampede, webhook = result["stampede"], result["webhook"]
+    lines += [
+        "",
+        f"- RSS per worker (MiB): bffproxy {rss['bffproxy']}, floor {rss['floor']}; "
+        f"Strapi process {rss['strapi']}",
+        f"- stampede: {stampede['clients']} concurrent requests on a cold key -> "
+        f"{stampede['strapi_requests']} Strapi request(s); statuses {stampede['statuses']}, "
+        f"X-Cache {stampede['x_cache']}",
+        f"- webhook: {_webhook_line(webhook)}",
+        "",
+        "| target | met |",
+        "|---|---|",
+    ]
+    for name, met in result["verdicts"].items():
+        lines.append(f"| {name} | {'yes' if met else 'n/a' if met is None else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _webhook_line(webhook: dict[str, Any]) -> str:
+    if not webhook.get("acknowledged"):
+        return f"not measured: {webhook.get('note')} ({webhook.get('webhook_status')})"
+    return (
+        f"acknowledged {webhook['ack_after_change_ms']} ms after the change in Strapi; fresh on all "
+        f"{webhook['workers']} workers {webhook['fresh_on_every_worker_ms']} ms after the ack; "
+        f"{webhook['stale_reads_after_ack']} stale of {webhook['reads_after_ack']} reads after the ack"
+    )
+
+
+def write(result: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    """Write ``bench-<time>.json`` and ``.md`` plus ``latest.json``/``latest.md``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    text, data = markdown(result), json.dumps(result, indent=2) + "\n"
+    for name in (f"bench-{stamp}", "latest"):
+        (directory / f"{name}.md").write_text(text, encoding="utf-8")
+        (directory / f"{name}.json").write_text(data, encoding="utf-8")
+    return directory / f"bench-{stamp}.json", directory / f"bench-{stamp}.md"

@@ -1,0 +1,164 @@
+"""The shipped nginx site (deploy/nginx/bffproxy.conf) in front of bffproxy and a real Strapi 5."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.test_deploy import nginx_available, nginx_command, write_nginx_conf
+
+from .services import Gunicorn, Strapi, free_port, wait_until
+
+pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")
+
+
+@dataclass
+class Front:
+    """nginx on a free loopback port in front of one bffproxy instance."""
+
+    port: int
+    bff: Gunicorn
+    prefix: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def access_log(self) -> str:
+        return (self.prefix / "access.log").read_text()
+
+
+def _listening(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code > 0
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def front(start_bff: Callable[..., Gunicorn], tmp_path: Path) -> Iterator[Front]:
+    """bffproxy (2 workers, trusting one proxy) behind the shipped nginx site."""
+    bff = start_bff(TRUSTED_PROXIES=1)
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    conf = write_nginx_conf(prefix, upstream_port=bff.port, listen_port=port)
+    with open(prefix / "nginx-stderr.log", "wb") as stderr:
+        process = subprocess.Popen(
+            nginx_command(prefix, conf), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+    try:
+        wait_until(lambda: process.poll() is None and _listening(port), 15, "nginx")
+        yield Front(port, bff, prefix)
+    finally:
+        process.send_signal(signal.SIGTERM)  # fast shutdown of master and workers
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _wait_logged(read: Callable[[], str], needle: str) -> None:
+    """Logs are written after the response is sent: give nginx and gunicorn a moment."""
+    wait_until(lambda: needle in read(), 5, f"{needle!r} in the log")
+
+
+def _envelope(response: requests.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert (error["status"], error["code"]) == (status, code)
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    return error  # type: ignore[no-any-return]
+
+
+def test_content_passes_through_miss_then_hit(front: Front, strapi_live: Strapi) -> None:
+    marker = f"nginx-{secrets.token_hex(4)}"  # a key no earlier test has cached
+    params = {"filters[title][$notContains]": marker, "pagination[pageSize]": "25"}
+    first = requests.get(f"{front.url}/api/articles", params=params, timeout=30)
+    second = requests.get(f"{front.url}/api/articles", params=params, timeout=30)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
+    assert strapi_live.count_requests(marker) == 1
+    assert second.json() == strapi_live.get("api/articles", **params).json()
+    assert second.headers["Content-Encoding"] == "gzip"  # JSON over 1 KiB is compressed by nginx
+    _wait_logged(front.access_log, "cache=HIT")
+    assert "cache=MISS" in front.access_log()
+
+
+def test_etag_revalidation_survives_gzip(front: Front) -> None:
+    # nginx turns a strong ETag into a weak one when it compresses; If-None-Match compares weakly.
+    first = requests.get(f"{front.url}/api/articles", timeout=30)
+    etag = first.headers["ETag"]
+    again = requests.get(f"{front.url}/api/articles", headers={"If-None-Match": etag}, timeout=30)
+    assert again.status_code == 304, (etag, again.status_code)
+    assert again.content == b""
+
+
+def test_client_request_id_comes_back_and_is_logged(front: Front) -> None:
+    rid = f"nginx-e2e-{secrets.token_hex(6)}"
+    response = requests.get(f"{front.url}/api/articles", headers={"X-Request-ID": rid}, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == rid
+    _wait_logged(front.access_log, f"rid={rid}")
+    _wait_logged(front.bff.log, f"rid={rid}")
+
+
+def test_request_id_is_generated_when_absent_or_unsafe(front: Front) -> None:
+    plain = requests.get(f"{front.url}/healthz", timeout=10)
+    unsafe = requests.get(f"{front.url}/healthz", headers={"X-Request-ID": "no spaces; please"}, timeout=10)
+    for response in (plain, unsafe):
+        rid = response.headers["X-Request-ID"]
+        assert len(rid) == 32 and int(rid, 16) >= 0  # nginx's $request_id, kept by bffproxy
+        _wait_logged(front.access_log, f"rid={rid}")
+
+
+def test_client_address_reaches_bffproxy(front: Front) -> None:
+    # The client connects from 127.0.0.2 (all of 127/8 is loopback) and tries to spoof its address;
+    # with BFFPROXY_TRUSTED_PROXIES=1 bffproxy believes only the address nginx appended.
+    rid = f"xff-{secrets.token_hex(6)}"
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=10, source_address=("127.0.0.2", 0))
+    try:
+        conn.request("GET", "/healthz", headers={"X-Request-ID": rid, "X-Forwarded-For": "203.0.113.9"})
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    _wait_logged(front.bff.log, f"rid={rid}")
+    line = next(line for line in front.bff.log().splitlines() if f"rid={rid}" in line)
+    assert line.startswith('127.0.0.2 "GET /healthz'), line  # gunicorn logs REMOTE_ADDR after ProxyFix
+
+
+def test_body_over_one_mib_gets_413_json(front: Front) -> None:
+    rid = f"big-{secrets.token_hex(6)}"
+    body = b"x" * (1024 * 1024 + 1)
+    response = requests.post(
+        f"{front.url}/api/articles",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Request-ID": rid},
+        timeout=30,
+    )
+    error = _envelope(response, 413, "payload_too_large")
+    assert error["request_id"] == rid
+    _wait_logged(front.access_log, f"rid={rid}")
+    assert f"rid={rid}" not in front.bff.log()  # refused by nginx, bffproxy never saw it
+
+
+def test_bffproxy_down_gives_502_json(front: Front) -> None:
+    front.bff.stop()
+    rid = f"down-{secrets.token_hex(6)}"
+    response = requests.get(f"{front.url}/api/articles", headers={"X-Request-ID": rid}, timeout=30)
+    error = _envelope(response, 502, "bff_unavailable")
+    assert error["request_id"] == rid
+    assert response.headers["Cache-Control"] == "no-store"
+    assert json.loads(response.text)  # one well-formed JSON document
