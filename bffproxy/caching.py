@@ -26,6 +26,7 @@ import os
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,6 +108,41 @@ class Served:
     x_cache: str  # HIT | MISS | STALE | BYPASS
 
 
+class MemoryTier:
+    """A small per-worker LRU of entries in front of the shared store.
+
+    Safe without any invalidation of its own: every key embeds the current generations, so an
+    invalidated entry is simply never asked for again, and freshness is checked on every use.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Entry | None:
+        """The remembered entry for ``key`` (most recently used), or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: str, entry: Entry) -> None:
+        """Remember ``entry``, evicting the least recently used beyond ``max_bytes``."""
+        size = len(entry.body)
+        if size > self.max_bytes // 4:
+            return  # one huge answer must not flush everything else
+        with self._lock:
+            old = self._entries.pop(key, None)
+            self._bytes += size - (len(old.body) if old else 0)
+            self._entries[key] = entry
+            while self._bytes > self.max_bytes and self._entries:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted.body)
+
+
 class FlightLock(Protocol):
     """A held single-flight lock."""
 
@@ -180,6 +216,7 @@ class ContentCache:
         lock_wait: float = 15.0,
         poll_interval: float = 0.01,
         retry_store_after: float = 5.0,
+        memory_bytes: int = 0,
     ) -> None:
         self.store = store
         self.locks = locks
@@ -188,6 +225,7 @@ class ContentCache:
         self.poll_interval = poll_interval
         self.retry_store_after = retry_store_after
         self._store_down_until = 0.0
+        self.memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
         self._refreshes: list[threading.Thread] = []
 
     # -- the shared store, behind one fault boundary --------------------------------------------
@@ -219,8 +257,21 @@ class ContentCache:
         except StoreUnavailable:
             return None
 
+    def _lookup(self, key: str, policy: Freshness, now: float) -> Entry | None:
+        """A fresh entry from this worker's memory, else whatever the shared store holds."""
+        if self.memory is not None:
+            remembered = self.memory.get(key)
+            if remembered is not None and remembered.age(now) < policy.ttl:
+                return remembered
+        entry = self._get_entry(key)
+        if entry is not None and self.memory is not None:
+            self.memory.put(key, entry)
+        return entry
+
     def _put_entry(self, key: str, entry: Entry, timeout: int) -> None:
         """Store an entry; a store fault only costs a future miss."""
+        if self.memory is not None:
+            self.memory.put(key, entry)
         with contextlib.suppress(StoreUnavailable):
             self._store_call("set", key, entry.as_tuple(), timeout)
 
@@ -294,7 +345,7 @@ class ContentCache:
         except StoreUnavailable:
             return Served(load(), "BYPASS")
         now = self.clock()
-        entry = self._get_entry(key)
+        entry = self._lookup(key, policy, now)
         if entry is not None:
             age = entry.age(now)
             if age < policy.ttl:
@@ -437,7 +488,14 @@ def _configure(app: Flask) -> None:
     config.setdefault("CACHE_LOCK_WAIT", 0)
     config.setdefault("CACHE_CONTROL", {})
     config.setdefault("CLIENT_MAX_AGE", 0)
-    for key in ("STALE_WHILE_REVALIDATE", "STALE_IF_ERROR", "CACHE_MAX_ENTRIES", "CLIENT_MAX_AGE"):
+    config.setdefault("CACHE_MEMORY_MB", 32)
+    for key in (
+        "STALE_WHILE_REVALIDATE",
+        "STALE_IF_ERROR",
+        "CACHE_MAX_ENTRIES",
+        "CLIENT_MAX_AGE",
+        "CACHE_MEMORY_MB",
+    ):
         config[key] = as_number(config, key, int, minimum=0)
     wait = as_number(config, "CACHE_LOCK_WAIT", float, minimum=0)
     # A waiter never waits longer than one full Strapi call could take, plus a margin.
@@ -485,4 +543,9 @@ def init_app(app: Flask) -> None:
         locks = RedisFlightLocks(redis_client(app), app.config["CACHE_KEY_PREFIX"])
     else:
         locks = FileFlightLocks(os.path.join(app.config["CACHE_DIR"], "locks"))
-    app.extensions["bffproxy.cache"] = ContentCache(store, locks, lock_wait=app.config["CACHE_LOCK_WAIT"])
+    app.extensions["bffproxy.cache"] = ContentCache(
+        store,
+        locks,
+        lock_wait=app.config["CACHE_LOCK_WAIT"],
+        memory_bytes=app.config["CACHE_MEMORY_MB"] * 1024 * 1024,
+    )

@@ -284,3 +284,34 @@ def test_invalidation_fails_loudly_when_the_store_refuses_the_write(cache: Conte
     cache.store = RefusingStore()
     with pytest.raises(StoreUnavailable):
         cache.invalidate("default", ["articles"])
+
+
+def test_memory_tier_evicts_least_recently_used_by_bytes() -> None:
+    from bffproxy.caching import MemoryTier
+
+    tier = MemoryTier(max_bytes=400)
+    for name in "abcd":
+        tier.put(name, Entry.build(200, b"x" * 100, "t", 1.0))
+    tier.get("a")  # a is now the most recently used
+    tier.put("e", Entry.build(200, b"x" * 100, "t", 1.0))
+    assert tier.get("b") is None
+    assert all(tier.get(k) is not None for k in "acde")
+    tier.put("huge", Entry.build(200, b"x" * 101, "t", 1.0))  # over a quarter: never remembered
+    assert tier.get("huge") is None
+
+
+def test_memory_tier_respects_generations_and_ttl(tmp_path: Path, clock: FakeClock) -> None:
+    cache = ContentCache(
+        SimpleCache(), FileFlightLocks(str(tmp_path / "l")), clock=clock, memory_bytes=1 << 20
+    )
+    load = CountingLoader(clock, body=b"v1")
+    serve(cache, load)
+    cache.store.clear()  # the shared copy is gone, this worker's memory still has it
+    cache.invalidate("default", ["articles"])
+    load.body = b"v2"
+    assert serve(cache, load).entry.body == b"v2"  # new generation: memory is not consulted
+    clock.advance(61)
+    load.body = b"v3"
+    cache.store.clear()
+    served = serve(cache, load)
+    assert (served.x_cache, served.entry.body) == ("MISS", b"v3")  # expired in memory too
