@@ -9,7 +9,19 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, caching, content, errors, health, invalidation, request_id, tenants, webhooks
+from . import (
+    accounts,
+    admin,
+    auth,
+    caching,
+    content,
+    errors,
+    health,
+    invalidation,
+    request_id,
+    tenants,
+    webhooks,
+)
 from .settings import ConfigError, load_config
 
 __all__ = ["ConfigError", "create_app"]
@@ -24,6 +36,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     request_id.init_app(app)
     tenants.init_app(app)
     caching.init_app(app)
+    auth.init_app(app)
+    accounts.init_app(app)
     invalidation.init_app(app)
     webhooks.init_app(app)
     admin.init_app(app)

@@ -8,6 +8,13 @@ Drafts never reach an anonymous caller: Strapi 5 returns drafts to the Public ro
 ``status=draft`` and for any ``status`` other than ``published`` (and for ``publicationState=preview``
 in its v4 compatibility format). bffproxy answers such requests with 400 ``drafts_not_allowed``
 instead of forwarding them.
+
+Signed-in callers (a ``Bearer`` token) are checked locally first: a bad token is a 401 without any
+call to Strapi. Their reads are forwarded with their own token, so Strapi's permissions still
+apply, and answered with ``Cache-Control: private, no-store``. They are never stored under the
+anonymous key: they bypass the cache, or, for collections in ``BFFPROXY_ROLE_CACHEABLE``, they are
+cached under a key that starts with the caller's role. Drafts go to the roles the ``drafts`` policy
+names (403 for others), fetched with the server's API token.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
 
-from .caching import Entry, Served, content_cache, freshness_for
-from .errors import DraftsNotAllowed, NotFound
+from .auth import Identity, authorize
+from .caching import Entry, Freshness, Served, content_cache, freshness_for
+from .errors import DraftsNotAllowed
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import current_request_id
 from .strapi import FORWARDED_REQUEST_HEADERS, StrapiClient
@@ -47,14 +55,24 @@ def canonical_query() -> list[tuple[str, str]]:
     return sorted(request.args.items(multi=True))
 
 
+def draft_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The query parameters that would make Strapi return drafts."""
+    return [
+        (name, value)
+        for name, value in params
+        if (name == "status" and value != "published") or (name == "publicationState" and value != "live")
+    ]
+
+
 def refuse_drafts(params: list[tuple[str, str]]) -> None:
     """Raise 400 when an anonymous query would make Strapi return drafts."""
-    for name, value in params:
-        if (name == "status" and value != "published") or (name == "publicationState" and value != "live"):
-            raise DraftsNotAllowed(
-                "Draft content is not public: use status=published or omit the parameter.",
-                details={"param": name, "value": value},
-            )
+    found = draft_params(params)
+    if found:
+        name, value = found[0]
+        raise DraftsNotAllowed(
+            "Draft content is not public: use status=published or omit the parameter.",
+            details={"param": name, "value": value},
+        )
 
 
 def forwarded_headers() -> dict[str, str]:
@@ -86,17 +104,42 @@ def request_signature(path: str, params: list[tuple[str, str]], headers: dict[st
 
 
 def serve_read(collection: str, path: str) -> Response:
-    """Serve one anonymous read of an exposed collection through the cache."""
+    """Serve one read of an exposed collection: anonymous through the cache, signed-in privately."""
     tenant: Tenant = current_tenant()
-    if not tenant.exposes(collection):
-        raise NotFound(f"There is no collection '{collection}'.")
+    identity = authorize(collection, "read")  # 404 unexposed, 401 bad token, 401/403 by policy
     params = canonical_query()
+    if identity is not None:
+        return serve_signed_in_read(identity, collection, path, params)
     refuse_drafts(params)
     headers = forwarded_headers()
     load = loader(tenant.strapi, path, params, headers)
     signature = request_signature(path, params, headers)
     served = content_cache().serve(tenant.name, collection, signature, freshness_for(collection), load)
     return cached_response(served, collection)
+
+
+def serve_signed_in_read(
+    identity: Identity, collection: str, path: str, params: list[tuple[str, str]]
+) -> Response:
+    """Forward with the caller's token (drafts: the server's, if the policy allows the role)."""
+    client = current_tenant().strapi
+    drafts = bool(draft_params(params))
+    if drafts:
+        authorize(collection, "drafts")  # 403 naming the role the caller lacks
+    headers = forwarded_headers()
+    credentials = client.service_authorization() if drafts else client.authorization(identity.token)
+    load = loader(client, path, params, {**headers, **credentials})
+    if collection in current_app.config["ROLE_CACHEABLE"]:
+        # The role leads the signature, so no anonymous request (whose signature starts with the
+        # path) can ever share this entry; no stale windows: a refresh must not outlive the token.
+        signature = f"role={identity.role};drafts={int(drafts)}|{request_signature(path, params, headers)}"
+        policy = Freshness(freshness_for(collection).ttl, 0, 0)
+        served = content_cache().serve(current_tenant().name, collection, signature, policy, load)
+    else:
+        served = Served(load(), "BYPASS")
+    response = cached_response(served, collection)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def cache_control_for(collection: str) -> str:

@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from flask_caching import Cache
+from flask_jwt_extended import JWTManager
 
 cache = Cache()
+jwt = JWTManager()

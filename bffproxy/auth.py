@@ -1,0 +1,347 @@
+"""Strapi users in bffproxy: local JWT validation, role resolution, and the access decorators.
+
+Tokens are the ones Strapi's users-permissions plugin issues: HS256 signed with the raw
+``JWT_SECRET`` string, legacy ``{id, iat, exp}`` or refresh-mode access ``{userId, sessionId,
+type: "access", iat, exp}``. flask-jwt-extended checks them locally; every failure (``alg: none``,
+another algorithm, a bad signature, a malformed or expired token, a refresh token used as an access
+token) leaves through the JWTManager loaders below as a 401 in our envelope, before Strapi is called.
+
+Strapi puts no role in its tokens, so the role is resolved once per user and cached briefly in the
+shared store (see :func:`fetch_profile`). Views use :func:`require_auth`, :func:`require_role`,
+:func:`require_permission` or :func:`authorize`, and read the caller with :func:`current_identity`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, current_app, g, request
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from jwt.warnings import InsecureKeyLengthWarning
+
+from . import policies
+from .errors import ApiError, Forbidden, NotFound, Unauthorized, UpstreamError, error_response
+from .extensions import cache as shared_store
+from .extensions import jwt
+from .request_id import HEADER as REQUEST_ID_HEADER
+from .request_id import current_request_id
+from .settings import ConfigError, as_number, as_str, env_name
+from .strapi import StrapiClient
+from .tenants import current_tenant
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+WWW_AUTHENTICATE = 'Bearer realm="bffproxy"'
+_UNSET = object()
+_USER_ID = re.compile(r"^[0-9]{1,18}$")  # Strapi user ids are row ids; they go into a URL path
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A signed-in Strapi user, as bffproxy knows them for one request."""
+
+    user_id: str
+    username: str
+    email: str
+    role: str  # the Strapi role's ``type``, e.g. "authenticated", "editor"
+    token: str  # the raw bearer token, to forward to Strapi
+
+
+class AuthNotConfigured(ApiError):
+    """A bearer token arrived but no secret to check it with is configured."""
+
+    status, code = 503, "auth_not_configured"
+    message = f"Signed-in requests are not available: {env_name('STRAPI_JWT_SECRET')} is not set."
+
+
+class AccountBlocked(Forbidden):
+    """Strapi marks this user as blocked."""
+
+    code, message = "account_blocked", "This account is blocked."
+
+
+# -- JWTManager loaders: every token failure becomes our envelope ------------------------------
+
+
+def _unauthorized(code: str, message: str) -> Response:
+    """A 401 in our envelope that tells the client how to authenticate."""
+    header = f'{WWW_AUTHENTICATE}, error="invalid_token"' if code != "unauthorized" else WWW_AUTHENTICATE
+    return error_response(401, code, message, headers={"WWW-Authenticate": header})
+
+
+@jwt.unauthorized_loader
+def _missing_token(reason: str) -> Response:
+    return _unauthorized("unauthorized", f"A bearer token is required: {reason}.")
+
+
+@jwt.invalid_token_loader
+def _invalid_token(reason: str) -> Response:
+    return _unauthorized("invalid_token", f"The bearer token is invalid: {reason}.")
+
+
+@jwt.expired_token_loader
+def _expired_token(header: dict[str, Any], claims: dict[str, Any]) -> Response:
+    return _unauthorized("token_expired", "The bearer token has expired; sign in again.")
+
+
+@jwt.token_verification_loader
+def _identifies_a_user(header: dict[str, Any], claims: dict[str, Any]) -> bool:
+    return user_id_of(claims) is not None
+
+
+@jwt.token_verification_failed_loader
+def _no_user_in_token(header: dict[str, Any], claims: dict[str, Any]) -> Response:
+    return _unauthorized("invalid_token", "The bearer token does not identify a Strapi user.")
+
+
+@jwt.revoked_token_loader
+def _revoked_token(header: dict[str, Any], claims: dict[str, Any]) -> Response:
+    return _unauthorized("invalid_token", "The bearer token has been revoked.")
+
+
+@jwt.user_lookup_error_loader
+def _unknown_user(header: dict[str, Any], claims: dict[str, Any]) -> Response:
+    return _unauthorized("invalid_token", "The bearer token's user is unknown.")
+
+
+def user_id_of(claims: dict[str, Any]) -> str | None:
+    """The user id of either Strapi token shape: legacy ``id`` (number) or ``userId`` (string)."""
+    legacy, current = claims.get("id"), claims.get("userId")
+    if isinstance(legacy, int) and not isinstance(legacy, bool) and legacy > 0:
+        return str(legacy)
+    if isinstance(current, str) and _USER_ID.match(current):
+        return current
+    return None
+
+
+# -- who is calling ------------------------------------------------------------------------------
+
+
+def current_identity() -> Identity | None:
+    """The caller (None when anonymous); a bad token raises 401, a blocked user 403. Once per request."""
+    identity = g.get("bffproxy_identity", _UNSET)
+    if identity is _UNSET:
+        identity = _authenticate()
+        g.bffproxy_identity = identity
+    return cast("Identity | None", identity)
+
+
+def _authenticate() -> Identity | None:
+    """Check the request's bearer token locally, then resolve its user's role."""
+    header = request.headers.get("Authorization", "").strip()
+    if not header:
+        return None
+    if not current_app.config["STRAPI_JWT_SECRET"]:
+        raise AuthNotConfigured()
+    verify_jwt_in_request()  # raises; the loaders above answer 401
+    user_id = user_id_of(get_jwt())
+    assert user_id is not None  # the token verification loader refused the token otherwise
+    return resolve_identity(user_id, header.split(None, 1)[-1])
+
+
+def resolve_identity(user_id: str, token: str) -> Identity:
+    """The user's profile and role, from the shared store or from Strapi."""
+    tenant = current_tenant()
+    key = f"auth:user:{tenant.name}:{user_id}"
+    profile = _stored_profile(key)
+    if profile is None:
+        profile = fetch_profile(tenant.strapi, user_id, token)
+        _store_profile(key, profile)
+    if profile["blocked"]:
+        raise AccountBlocked()
+    return Identity(user_id, profile["username"], profile["email"], profile["role"], token)
+
+
+def fetch_profile(client: StrapiClient, user_id: str, token: str) -> dict[str, Any]:
+    """Ask Strapi for the user and their role; 502/504 when it cannot answer, never "let through".
+
+    Strapi 5 strips ``role`` from ``/api/users/me?populate=role`` unless the user's own role may read
+    roles, so with the server's API token bffproxy reads ``/api/users/<id>?populate=role`` instead
+    (the id comes from a token whose signature was just checked). Without an API token it asks
+    ``/api/users/me?populate=role`` with the caller's token and needs the role in the answer.
+    """
+    headers = {REQUEST_ID_HEADER: current_request_id()}
+    service = bool(client.api_token)
+    if service:
+        path, headers = f"api/users/{user_id}", {**headers, **client.service_authorization()}
+    else:
+        path, headers = "api/users/me", {**headers, **client.authorization(token)}
+    answer = client.request("GET", path, params=[("populate", "role")], headers=headers)
+    # 404: the user was deleted. 401 on users/me: Strapi refuses the caller's token (e.g. blocked);
+    # a 401/403 on the service path means bffproxy's own API token is wrong: a 502, not the caller's fault.
+    if answer.status == 404 or (answer.status == 401 and not service):
+        raise Unauthorized("Strapi does not know this token's user any more.")
+    if not answer.ok:
+        raise UpstreamError(f"Strapi refused to resolve the user's role ({answer.status}).")
+    body = answer.json()
+    role = body.get("role") if isinstance(body, dict) else None
+    if not isinstance(role, dict) or not isinstance(role.get("type"), str):
+        raise UpstreamError(
+            f"Strapi did not return the user's role: set {env_name('STRAPI_API_TOKEN')} "
+            "(a full-access token) so bffproxy can read it."
+        )
+    assert isinstance(body, dict)
+    return {
+        "username": str(body.get("username") or ""),
+        "email": str(body.get("email") or ""),
+        "role": role["type"],
+        "blocked": body.get("blocked") is True,
+    }
+
+
+def _stored_profile(key: str) -> dict[str, Any] | None:
+    """A cached profile; a store fault is a miss (Strapi is asked again)."""
+    try:
+        value = shared_store.get(key)
+    except Exception as exc:  # Redis down, a corrupted file: resolve from Strapi
+        log.warning("role cache read failed: %s", exc)
+        return None
+    return value if isinstance(value, dict) and {"role", "blocked"} <= value.keys() else None
+
+
+def _store_profile(key: str, profile: dict[str, Any]) -> None:
+    """Cache a profile for ``ROLE_CACHE_TTL`` seconds; a store fault only costs a future lookup."""
+    ttl = current_app.config["ROLE_CACHE_TTL"]
+    if ttl <= 0:
+        return
+    try:
+        shared_store.set(key, profile, timeout=ttl)
+    except Exception as exc:
+        log.warning("role cache write failed: %s", exc)
+
+
+# -- decisions and decorators ------------------------------------------------------------------
+
+
+def _roles_text(roles: frozenset[str]) -> str:
+    """'the role 'editor'' or 'one of the roles 'admin', 'editor''."""
+    names = ", ".join(f"'{role}'" for role in sorted(roles))
+    return f"the role {names}" if len(roles) == 1 else f"one of the roles {names}"
+
+
+def signed_in() -> Identity:
+    """The caller, or 401 for an anonymous one."""
+    identity = current_identity()
+    if identity is None:
+        raise Unauthorized(
+            "Sign in first: this needs a bearer token.", headers={"WWW-Authenticate": WWW_AUTHENTICATE}
+        )
+    return identity
+
+
+def authorize(collection: str, action: str) -> Identity | None:
+    """Check the policy for ``action`` on ``collection``: 404 unexposed, 401 anonymous, 403 wrong role."""
+    if not current_tenant().exposes(collection):
+        raise NotFound(f"There is no collection '{collection}'.")
+    identity = current_identity()  # a bad token is a 401 even where the public is allowed
+    if policies.is_public(collection, action):
+        return identity
+    identity = identity or signed_in()
+    if policies.role_may(identity.role, collection, action):
+        return identity
+    roles = policies.allowed_roles(collection, action)
+    needed = _roles_text(roles) if roles else "a role that no policy grants"
+    raise Forbidden(
+        f"To {action} '{collection}' you need {needed}; your role is '{identity.role}'.",
+        details={
+            "action": action,
+            "collection": collection,
+            "required_roles": sorted(roles),
+            "role": identity.role,
+        },
+    )
+
+
+def require_auth(view: F) -> F:
+    """Decorator: 401 without a valid token, 403 for a blocked user."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        signed_in()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def require_role(*roles: str) -> Callable[[F], F]:
+    """Decorator factory: the caller must have one of ``roles`` (403 names the missing role)."""
+    wanted = frozenset(roles)
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            identity = signed_in()
+            if identity.role not in wanted:
+                raise Forbidden(
+                    f"This needs {_roles_text(wanted)}; your role is '{identity.role}'.",
+                    details={"required_roles": sorted(wanted), "role": identity.role},
+                )
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def require_permission(action: str) -> Callable[[F], F]:
+    """Decorator factory: the policy of the view's ``collection`` kwarg must allow ``action``."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            authorize(kwargs["collection"], action)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+# -- set-up ----------------------------------------------------------------------------------------
+
+
+def init_app(app: Flask) -> None:
+    """Validate the auth settings, configure flask-jwt-extended for Strapi's tokens, load policies."""
+    config = app.config
+    config.setdefault("STRAPI_JWT_SECRET", "")
+    config.setdefault("JWT_LEEWAY", 10)
+    config.setdefault("ROLE_CACHE_TTL", 60)
+    config["STRAPI_JWT_SECRET"] = as_str(config, "STRAPI_JWT_SECRET")
+    config["JWT_LEEWAY"] = as_number(config, "JWT_LEEWAY", int, minimum=0)
+    config["ROLE_CACHE_TTL"] = as_number(config, "ROLE_CACHE_TTL", int, minimum=0)
+    policies.init_app(app)
+    if not config["STRAPI_JWT_SECRET"]:
+        if policies.needs_signed_in_users(config["POLICIES"]):
+            raise ConfigError(
+                f"{env_name('POLICIES')} grants actions to signed-in roles, "
+                f"so {env_name('STRAPI_JWT_SECRET')} is required"
+            )
+        log.warning("%s is not set: requests with a bearer token get 503", env_name("STRAPI_JWT_SECRET"))
+    elif len(config["STRAPI_JWT_SECRET"].encode()) < 32:
+        log.warning(
+            "%s is shorter than the 32 bytes RFC 7518 asks for HS256 (Strapi generates 24): "
+            "consider a longer JWT_SECRET in Strapi",
+            env_name("STRAPI_JWT_SECRET"),
+        )
+    # The secret is Strapi's choice, said once above; PyJWT would warn again on every request.
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    config.update(
+        JWT_SECRET_KEY=config["STRAPI_JWT_SECRET"] or None,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],  # never "none", never an algorithm the header picks
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_HEADER_NAME="Authorization",
+        JWT_HEADER_TYPE="Bearer",
+        # Strapi tokens have no "sub": require "exp" (all Strapi tokens carry it, and a token
+        # without one must never be accepted) and read the user id in user_id_of().
+        JWT_IDENTITY_CLAIM="exp",
+        JWT_DECODE_LEEWAY=config["JWT_LEEWAY"],
+    )
+    jwt.init_app(app)
