@@ -18,6 +18,7 @@ from . import (
     errors,
     health,
     invalidation,
+    publishing,
     request_id,
     tenants,
     webhooks,
@@ -41,10 +42,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     invalidation.init_app(app)
     webhooks.init_app(app)
     admin.init_app(app)
+    publishing.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(content.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(publishing.bp)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

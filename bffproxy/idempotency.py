@@ -1,0 +1,306 @@
+"""Idempotency-Key: a write sent twice is applied once, and a write whose outcome is unknown is
+reconciled with Strapi instead of being applied again.
+
+Each key has one record in the shared store (FileSystemCache shared by the workers of a machine, or
+Redis shared by every instance), for ``BFFPROXY_IDEMPOTENCY_TTL`` seconds (24 h), under a name
+derived from (tenant, user, key): two users or tenants never see each other's keys. A record is:
+
+* ``in_flight`` -- claimed by one request that is talking to Strapi. A duplicate gets **409**
+  (``Retry-After: 1``). A claim older than one full Strapi call (connect + read timeout + margin)
+  belongs to a worker that died: it is treated as ``unknown``.
+* ``done`` -- Strapi answered (2xx or 4xx). The same key with the same request **replays** that
+  answer (header ``Idempotent-Replayed: true``) without calling Strapi again.
+* ``unknown`` -- the request reached Strapi, or may have, but no answer came (timeout, connection
+  reset, Strapi 5xx). The client got a 502/504 saying so. A retry with the same key within
+  ``BFFPROXY_IDEMPOTENCY_SETTLE`` seconds gets 409 with ``Retry-After``: the first write may still
+  be running inside Strapi. After that the retry claims the key again as a *reconciliation*: for a
+  create, publishing.py looks the document up in Strapi by its slug -- which rules.py derives from
+  the key, so it is the same on every retry and unique -- and answers with the document it finds
+  instead of creating a second one; other writes (edit, publish, unpublish, delete) are idempotent
+  in Strapi and are simply sent again.
+
+The same key with a different request (method, path or body) is a **422**. A request that fails
+before reaching Strapi (connection refused) releases its key, so the retry is a fresh attempt.
+Check-and-set on a record happens under a short lock shared like the store (``flock`` stripes or a
+Redis lock), so concurrent duplicates cannot both claim a key. If the store is unreachable a keyed
+write is refused with 503 rather than risk a duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from flask import Flask, current_app
+
+from .caching import FileFlightLocks, FlightLock, FlightLocks, RedisFlightLocks, redis_client
+from .errors import ApiError, BadRequest, Conflict, ServiceUnavailable, Unprocessable
+from .settings import as_number, env_name
+
+log = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+IN_FLIGHT, DONE, UNKNOWN = "in_flight", "done", "unknown"
+KEY_MAX = 255
+RECORD_VERSION = 1
+LOCK_TTL = 5.0  # seconds; the lock guards only a get-and-set of one record
+LOCK_WAIT = 2.0
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was already used with a different request."
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_in_flight"
+    message = "A request with this Idempotency-Key is still in progress; retry shortly."
+
+
+class IdempotencyStoreUnavailable(ServiceUnavailable):
+    code = "idempotency_unavailable"
+    message = "The idempotency store cannot be reached, so this write was not attempted; retry later."
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer a finished request gave, replayed verbatim."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """The state of one key."""
+
+    state: str
+    fingerprint: str
+    owner: str  # the token of the request that holds the current claim
+    started_at: float  # when the first attempt claimed the key
+    claimed_at: float  # when the current claim was taken
+    unknown_at: float | None = None
+    answer: StoredAnswer | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request's right to perform the write for a key (or the answer to replay)."""
+
+    key: str
+    scope: str
+    owner: str
+    record: Record
+
+    @property
+    def replay(self) -> StoredAnswer | None:
+        """The stored answer when the write is already done."""
+        return self.record.answer if self.record.state == DONE else None
+
+    @property
+    def reconciling(self) -> bool:
+        """True when an earlier attempt's outcome is unknown: look in Strapi before writing."""
+        return self.record.attempts > 1
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """A digest of what the request asks for: the same key must always ask for the same thing."""
+    canonical = json.dumps([method.upper(), path, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def scope_of(tenant: str, user: str, key: str) -> str:
+    """The key's identity, namespaced by tenant and user (also the seed of derived slugs)."""
+    return hashlib.sha256(f"{tenant}\0{user}\0{key}".encode()).hexdigest()
+
+
+def check_key(raw: str) -> str:
+    """The header value if usable: 1-255 visible ASCII characters."""
+    if not 0 < len(raw) <= KEY_MAX or not raw.isascii() or not raw.isprintable():
+        raise BadRequest(f"{HEADER} must be 1 to {KEY_MAX} visible ASCII characters.")
+    return raw
+
+
+class IdempotencyStore:
+    """Claims, answers and unknown outcomes of Idempotency-Keys in the shared store."""
+
+    def __init__(
+        self,
+        store: Any,
+        locks: FlightLocks,
+        *,
+        ttl: int,
+        in_flight_timeout: float,
+        settle: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.locks = locks
+        self.ttl = ttl
+        self.in_flight_timeout = in_flight_timeout
+        self.settle = settle
+        self.clock = clock
+
+    # -- the store, behind one fault boundary ---------------------------------------------------
+
+    def _get(self, key: str) -> Record | None:
+        try:
+            value = self.store.get(key)
+        except Exception as exc:
+            log.error("idempotency store get failed: %s", exc)
+            raise IdempotencyStoreUnavailable() from exc
+        if isinstance(value, tuple) and len(value) == 2 and value[0] == RECORD_VERSION:
+            record = value[1]
+            return record if isinstance(record, Record) else None
+        return None
+
+    def _put(self, key: str, record: Record) -> None:
+        try:
+            ok = self.store.set(key, (RECORD_VERSION, record), self.ttl)
+        except Exception as exc:
+            log.error("idempotency store set failed: %s", exc)
+            raise IdempotencyStoreUnavailable() from exc
+        if ok is False:
+            raise IdempotencyStoreUnavailable()
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """Hold the key's lock for one check-and-set."""
+        deadline = time.monotonic() + LOCK_WAIT
+        lock: FlightLock | None = None
+        while lock is None:
+            try:
+                lock = self.locks.try_acquire(f"idem:{key}", LOCK_TTL)
+            except Exception as exc:
+                raise IdempotencyStoreUnavailable() from exc
+            if lock is None:
+                if time.monotonic() > deadline:
+                    raise IdempotencyInFlight(headers={"Retry-After": "1"})
+                time.sleep(0.005)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- the state machine ----------------------------------------------------------------------
+
+    def claim(self, tenant: str, user: str, raw_key: str, request_fingerprint: str) -> Claim:
+        """Claim the key for this request, or raise 409/422, or return the answer to replay."""
+        scope = scope_of(tenant, user, raw_key)
+        key = f"idem:v{RECORD_VERSION}:{tenant}:{scope[:40]}"
+        owner = secrets.token_hex(8)
+        with self._locked(key):
+            now = self.clock()
+            record = self._get(key)
+            if record is None:
+                record = Record(IN_FLIGHT, request_fingerprint, owner, now, now)
+                self._put(key, record)
+                return Claim(key, scope, owner, record)
+            if record.fingerprint != request_fingerprint:
+                raise IdempotencyKeyReused()
+            if record.state == DONE:
+                return Claim(key, scope, owner, record)
+            self._refuse_while_unsettled(record, now)
+            record = replace(
+                record,
+                state=IN_FLIGHT,
+                owner=owner,
+                claimed_at=now,
+                unknown_at=None,
+                attempts=record.attempts + 1,
+            )
+            self._put(key, record)
+            return Claim(key, scope, owner, record)
+
+    def _refuse_while_unsettled(self, record: Record, now: float) -> None:
+        """409 while the key's write may still be running in Strapi."""
+        if record.state == IN_FLIGHT:
+            if now - record.claimed_at < self.in_flight_timeout:
+                raise IdempotencyInFlight(headers={"Retry-After": "1"})
+            unknown_since = record.claimed_at + self.in_flight_timeout  # its worker died
+        else:
+            unknown_since = record.unknown_at if record.unknown_at is not None else now
+        wait = unknown_since + self.settle - now
+        if wait > 0:
+            raise IdempotencyInFlight(
+                "The outcome of the earlier request with this Idempotency-Key is unknown and Strapi may "
+                f"still be applying it; retry in {math.ceil(wait)} s to reconcile.",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+
+    def _update(self, claim: Claim, change: Callable[[Record], Record | None]) -> None:
+        """Apply ``change`` to the record if this request still holds the claim."""
+        with self._locked(claim.key):
+            record = self._get(claim.key)
+            if record is None or record.owner != claim.owner:
+                log.warning("idempotency claim %s lost before it finished", claim.key)
+                return
+            changed = change(record)
+            if changed is None:
+                with contextlib.suppress(Exception):
+                    self.store.delete(claim.key)
+            else:
+                self._put(claim.key, changed)
+
+    def finish(self, claim: Claim, answer: StoredAnswer) -> None:
+        """Strapi answered: remember the answer for replays."""
+        self._update(claim, lambda r: replace(r, state=DONE, answer=answer, unknown_at=None))
+
+    def mark_unknown(self, claim: Claim) -> None:
+        """The write may or may not have happened: the next retry reconciles."""
+        self._update(claim, lambda r: replace(r, state=UNKNOWN, unknown_at=self.clock()))
+
+    def release(self, claim: Claim) -> None:
+        """The write never reached Strapi: forget the key so a retry starts afresh."""
+        self._update(claim, lambda r: None if r.attempts == 1 else replace(r, state=UNKNOWN, unknown_at=0.0))
+
+
+def idempotency_store() -> IdempotencyStore:
+    """The idempotency store of the current app."""
+    store: IdempotencyStore = current_app.extensions["bffproxy.idempotency"]
+    return store
+
+
+def guard_finish(store: IdempotencyStore, claim: Claim, answer: StoredAnswer) -> None:
+    """Record the answer; a store fault now must not turn a successful write into an error."""
+    try:
+        store.finish(claim, answer)
+    except ApiError as exc:
+        # The record stays in flight; a retry after the in-flight timeout reconciles, no duplicate.
+        log.error("could not record the answer of idempotency key %s: %s", claim.key, exc.message)
+
+
+def init_app(app: Flask) -> None:
+    """Validate the idempotency settings and build the store over the shared cache backend."""
+    config = app.config
+    config.setdefault("IDEMPOTENCY_TTL", 24 * 3600)
+    config.setdefault("IDEMPOTENCY_SETTLE", config["STRAPI_READ_TIMEOUT"])
+    config["IDEMPOTENCY_TTL"] = as_number(config, "IDEMPOTENCY_TTL", int, minimum=1)
+    config["IDEMPOTENCY_SETTLE"] = as_number(config, "IDEMPOTENCY_SETTLE", float, minimum=0)
+    locks: FlightLocks
+    if config["REDIS_URL"]:
+        locks = RedisFlightLocks(redis_client(app), config["CACHE_KEY_PREFIX"])
+    else:
+        locks = FileFlightLocks(os.path.join(config["CACHE_DIR"], "idempotency-locks"), stripes=256)
+    content = app.extensions.get("bffproxy.cache")
+    if content is None:
+        raise RuntimeError(f"caching.init_app must run before idempotency.init_app ({env_name('CACHE_DIR')})")
+    app.extensions["bffproxy.idempotency"] = IdempotencyStore(
+        content.store,
+        locks,
+        ttl=config["IDEMPOTENCY_TTL"],
+        in_flight_timeout=config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 5,
+        settle=config["IDEMPOTENCY_SETTLE"],
+    )

@@ -1,0 +1,532 @@
+"""Publishing blueprint: validated, idempotent, audited writes to Strapi, visible at once.
+
+Routes (all need the collection's ``write`` permission, see policies.py; all are forwarded with the
+server's API token, never the caller's):
+
+* ``POST /api/<collection>/publish`` -- the one-shot create-and-publish, flat body
+  (``{"title": ..., "content": ...}``; ``content`` is an alias of ``body``).
+* ``POST /api/<collection>`` -- create a draft, Strapi's own ``{"data": {...}}`` body.
+* ``PUT /api/<collection>/<documentId>`` -- edit the draft (``?status=draft``): the published
+  version, if any, is served unchanged until the next publish.
+* ``POST /api/<collection>/<documentId>/publish`` -- publish the draft (``PUT ?status=published``).
+* ``POST /api/<collection>/<documentId>/unpublish`` -- Strapi 5 has no REST unpublish, so this goes
+  through the admin Content-Manager API (``POST /content-manager/collection-types/<uid>/<id>/actions/
+  unpublish``) with an admin session opened with ``BFFPROXY_STRAPI_ADMIN_EMAIL`` and
+  ``BFFPROXY_STRAPI_ADMIN_PASSWORD``; without them the route answers 501 and says so.
+* ``DELETE /api/<collection>/<documentId>`` -- delete the document (draft and published versions).
+
+Every write: body checks (415 not JSON, 400 malformed, 413 too large), schema validation (422 with a
+per-field list, schemas.py), business rules (rules.py), an optional ``Idempotency-Key``
+(idempotency.py), the write itself -- never retried -- then, on success, invalidation of the
+collection and its related collections before answering (read-your-writes), and one audit line
+(audit.py). Strapi's 4xx answers pass through with Strapi's status and body. A write that may have
+reached Strapi without an answer is a 504 (timeout) or 502 whose message says the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from . import audit, idempotency, rules
+from .auth import current_identity, require_permission
+from .caching import StoreUnavailable
+from .content import forwarded_headers
+from .errors import ApiError, BadRequest, NotFound, NotImplementedYet, UnsupportedMediaType, UpstreamError
+from .idempotency import Claim, StoredAnswer, idempotency_store
+from .invalidation import DOCUMENT_ID, invalidate_collection
+from .schemas import CollectionSpec, fields_with, load_flat, load_wrapped, spec_for
+from .settings import ConfigError, as_str, env_name
+from .strapi import StrapiResponse
+from .tenants import Tenant, current_tenant
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("publishing", __name__)
+
+ACTIONS = {
+    "publishing.create_and_publish": "create_publish",
+    "publishing.create_draft": "create_draft",
+    "publishing.update_draft": "update_draft",
+    "publishing.publish": "publish",
+    "publishing.unpublish": "unpublish",
+    "publishing.delete": "delete",
+}
+ADMIN_TOKEN_MARGIN = 60.0  # seconds before its expiry an admin token is renewed
+RECONCILE_CLOCK_SKEW = 60.0  # seconds of clock difference tolerated between bffproxy and Strapi
+
+
+class NoDraftAndPublish(BadRequest):
+    code = "no_draft_and_publish"
+
+
+class AdminLoginFailed(UpstreamError):
+    """The admin session could not be opened, so the write itself was never sent."""
+
+    code = "admin_login_failed"
+
+
+class OutcomeUnknown(ApiError):
+    """The write reached Strapi (or may have) and no answer came back (504, or 502 when cut off)."""
+
+    status, code = 504, "outcome_unknown"
+
+
+# -- the routes ----------------------------------------------------------------------------------
+
+
+@bp.post("/api/<collection>/publish")
+@require_permission("write")
+def create_and_publish(collection: str) -> Response:
+    """Create a document and publish it in one call, from a flat body."""
+    spec = writable(collection)
+    body = json_body()
+    data = prepared(spec, load_flat(spec, body), "create")
+    return create(spec, body, data, publish=True)
+
+
+@bp.post("/api/<collection>")
+@require_permission("write")
+def create_draft(collection: str) -> Response:
+    """Create a draft from Strapi's own ``{"data": {...}}`` body."""
+    spec = writable(collection)
+    body = json_body()
+    data = prepared(spec, load_wrapped(spec, body, partial=False), "create")
+    return create(spec, body, data, publish=False)
+
+
+@bp.put("/api/<collection>/<document_id>")
+@require_permission("write")
+def update_draft(collection: str, document_id: str) -> Response:
+    """Edit the draft; the published version stays as it is until the next publish."""
+    spec = writable(collection, document_id)
+    body = json_body()
+    data = prepared(spec, load_wrapped(spec, body, partial=True), "update")
+    params = [("status", "draft")] if spec.draft_and_publish else []
+    path = f"api/{collection}/{document_id}"
+    return perform(collection, body, lambda: service_call("PUT", path, params, {"data": data}))
+
+
+@bp.post("/api/<collection>/<document_id>/publish")
+@require_permission("write")
+def publish(collection: str, document_id: str) -> Response:
+    """Publish the document's draft."""
+    spec = writable(collection, document_id, needs_drafts=True)
+    path = f"api/{collection}/{document_id}"
+    return perform(
+        spec.name, None, lambda: service_call("PUT", path, [("status", "published")], {"data": {}})
+    )
+
+
+@bp.post("/api/<collection>/<document_id>/unpublish")
+@require_permission("write")
+def unpublish(collection: str, document_id: str) -> Response:
+    """Unpublish through the admin Content-Manager API (Strapi 5 has no REST unpublish)."""
+    spec = writable(collection, document_id, needs_drafts=True)
+    session = admin_session()
+    path = f"content-manager/collection-types/{spec.uid}/{document_id}/actions/unpublish"
+    return perform(
+        spec.name, None, lambda: session.call("POST", path, {}), lambda _: find_unpublished(spec, document_id)
+    )
+
+
+@bp.delete("/api/<collection>/<document_id>")
+@require_permission("write")
+def delete(collection: str, document_id: str) -> Response:
+    """Delete the document, draft and published versions."""
+    spec = writable(collection, document_id)
+    return perform(
+        spec.name, None, lambda: service_call("DELETE", f"api/{collection}/{document_id}", [], None)
+    )
+
+
+# -- request checks ------------------------------------------------------------------------------
+
+
+def writable(
+    collection: str, document_id: str | None = None, *, needs_drafts: bool = False
+) -> CollectionSpec:
+    """The collection's write spec; 404 when it is not exposed or has no input schema."""
+    spec = spec_for(collection)
+    if spec is None or not current_tenant().exposes(collection):
+        raise NotFound(f"There is no writable collection '{collection}'.")
+    if document_id is not None and not DOCUMENT_ID.match(document_id):
+        raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
+    if needs_drafts and not spec.draft_and_publish:
+        raise NoDraftAndPublish(
+            f"'{collection}' has no drafts: its documents are live as soon as they are saved."
+        )
+    return spec
+
+
+def json_body() -> Any:
+    """The request's JSON: 415 when not JSON, 413 when too large, 400 when malformed."""
+    if not request.is_json:
+        raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json.")
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+
+
+def prepared(spec: CollectionSpec, data: dict[str, Any], action: str) -> dict[str, Any]:
+    """Apply the business rules to validated data."""
+    ctx = rules.WriteContext(
+        collection=spec.name,
+        action=action,
+        schema=spec.schema(),
+        user=current_identity(),
+        idempotency_scope=idempotency_scope(),
+        author_fields=current_app.config["AUTHOR_FIELDS"],
+    )
+    return rules.apply_rules(ctx, data)
+
+
+def user_key() -> str:
+    """Whose Idempotency-Keys these are."""
+    identity = current_identity()
+    return identity.user_id if identity is not None else "anonymous"
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key, checked, or None."""
+    raw = request.headers.get(idempotency.HEADER)
+    return None if raw is None else idempotency.check_key(raw.strip())
+
+
+def idempotency_scope() -> str | None:
+    """The key's (tenant, user, key) digest, or None without a key."""
+    key = idempotency_key()
+    return None if key is None else idempotency.scope_of(current_tenant().name, user_key(), key)
+
+
+# -- the write pipeline --------------------------------------------------------------------------
+
+
+Send = Callable[[], StrapiResponse]
+Reconcile = Callable[[Claim], StrapiResponse | None]
+
+
+def service_call(method: str, path: str, params: list[tuple[str, str]], body: Any) -> StrapiResponse:
+    """One request to Strapi with the server's API token."""
+    client = current_tenant().strapi
+    headers = {**forwarded_headers(), **client.service_authorization()}
+    return client.request(method, path, params=params, json_body=body, headers=headers)
+
+
+def perform(collection: str, body: Any, send: Send, reconcile: Reconcile | None = None) -> Response:
+    """Run one write: idempotency claim, the write (never retried), invalidation, the answer."""
+    key = idempotency_key()
+    claim = None
+    if key is not None:
+        claim = idempotency_store().claim(
+            current_tenant().name,
+            user_key(),
+            key,
+            idempotency.fingerprint(request.method, request.path, body),
+        )
+        if claim.replay is not None:
+            audit.note(outcome="replayed", document_id=document_id_in(claim.replay.body))
+            return answer_response(claim.replay, replayed=True)
+    answer = reconciled(claim, reconcile)
+    if answer is None:
+        answer = sent(collection, claim, send)
+    else:
+        audit.note(outcome="reconciled")
+    if answer.ok:
+        read_your_writes(collection)
+    stored = StoredAnswer(answer.status, answer.body, answer.content_type)
+    if claim is not None:
+        idempotency.guard_finish(idempotency_store(), claim, stored)
+    audit.note(document_id=document_id_in(answer.body), outcome=None if answer.ok else "rejected")
+    return answer_response(stored)
+
+
+def reconciled(claim: Claim | None, reconcile: Reconcile | None) -> StrapiResponse | None:
+    """For a retry after an unknown outcome: what Strapi already holds, if anything."""
+    if claim is None or not claim.reconciling or reconcile is None:
+        return None
+    try:
+        return reconcile(claim)
+    except ApiError:
+        settle(idempotency_store().release, claim)  # still unknown: the next retry looks again
+        raise
+
+
+def sent(collection: str, claim: Claim | None, send: Send) -> StrapiResponse:
+    """Send the write once; on failure, record whether it may have happened."""
+    try:
+        return send()
+    except ApiError as exc:
+        if never_sent(exc):
+            if claim is not None:
+                settle(idempotency_store().release, claim)
+            audit.note(outcome="failed")
+            raise
+        if claim is not None:
+            settle(idempotency_store().mark_unknown, claim)
+        read_your_writes(collection)  # it may have changed
+        audit.note(outcome="unknown")
+        raise outcome_unknown(exc, keyed=claim is not None) from exc
+
+
+def never_sent(exc: ApiError) -> bool:
+    """True when the Strapi client knows the request never left (connection refused, connect timeout)."""
+    if isinstance(exc, AdminLoginFailed):
+        return True
+    return exc.__cause__ is not None and not exc.outcome_unknown
+
+
+def outcome_unknown(exc: ApiError, *, keyed: bool) -> OutcomeUnknown:
+    """The 504/502 that tells the client the write may or may not have happened."""
+    what = "did not answer in time" if exc.status == 504 else "failed after the request was sent"
+    retry = (
+        "Retrying with the same Idempotency-Key is safe: bffproxy reconciles with Strapi "
+        "instead of writing twice."
+        if keyed
+        else "Check before retrying; send an Idempotency-Key header with writes so that a retry "
+        "is always safe."
+    )
+    error = OutcomeUnknown(
+        f"Strapi {what}: the outcome of this write is unknown (it may or may not have been applied). {retry}",
+        details={"outcome": "unknown", "safe_to_retry_with_same_key": keyed},
+    )
+    error.status = exc.status
+    error.outcome_unknown = True
+    return error
+
+
+def settle(step: Callable[[Claim], None], claim: Claim) -> None:
+    """Record a claim's fate; a store fault is logged, never allowed to hide the original error."""
+    try:
+        step(claim)
+    except ApiError as exc:
+        log.error("idempotency record %s not updated: %s", claim.key, exc.message)
+
+
+def read_your_writes(collection: str) -> None:
+    """Drop the collection's cached answers (and its related collections') before answering."""
+    try:
+        invalidate_collection(current_tenant().name, collection)
+    except StoreUnavailable as exc:  # reads bypass a store that is down, so nothing stale is served
+        log.error("invalidation of %s after a write failed: %s", collection, exc)
+
+
+def document_id_in(body: bytes) -> str | None:
+    """The documentId in a Strapi answer's ``data``, if any."""
+    try:
+        data = json.loads(body).get("data") if body else None
+    except (ValueError, AttributeError):
+        return None
+    value = data.get("documentId") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def answer_response(answer: StoredAnswer, *, replayed: bool = False) -> Response:
+    """Strapi's answer as ours: status, body and type as they were; never cached."""
+    response = Response(answer.body, status=answer.status, content_type=answer.content_type)
+    response.headers["Cache-Control"] = "no-store"
+    if replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return response
+
+
+# -- creates and their reconciliation ------------------------------------------------------------
+
+
+def create(spec: CollectionSpec, body: Any, data: dict[str, Any], *, publish: bool) -> Response:
+    """Create (and maybe publish) one document; a retry after an unknown outcome finds it first."""
+    params = [] if publish or not spec.draft_and_publish else [("status", "draft")]
+    path = f"api/{spec.name}"
+
+    def reconcile(claim: Claim) -> StrapiResponse | None:
+        return find_created(spec, data, body, claim, publish=publish)
+
+    return perform(spec.name, body, lambda: service_call("POST", path, params, {"data": data}), reconcile)
+
+
+def uid_field(spec: CollectionSpec) -> str | None:
+    """The collection's uid (slug) field, which reconciliation looks documents up by."""
+    names = list(fields_with(spec.schema(), "uid_target"))
+    return names[0] if names else None
+
+
+def find_created(
+    spec: CollectionSpec, data: dict[str, Any], body: Any, claim: Claim, *, publish: bool
+) -> StrapiResponse | None:
+    """The document an earlier attempt with this key created, or None if it created nothing.
+
+    The slug rules.py derived from the key is unique, so finding it is proof. A slug the client chose
+    is not: then the document must also hold exactly the sent values and be created after the key's
+    first attempt began.
+    """
+    slug_name = uid_field(spec)
+    slug = data.get(slug_name) if slug_name else None
+    if not slug_name or not isinstance(slug, str):
+        return None
+    params = [(f"filters[{slug_name}][$eq]", slug), ("sort", "createdAt:asc")]
+    if spec.draft_and_publish:
+        params.append(("status", "draft"))  # every document has a draft, published or not
+    answer = service_call("GET", f"api/{spec.name}", params, None)
+    if not answer.ok:
+        raise UpstreamError(f"Strapi refused the reconciliation look-up ({answer.status}).")
+    items = (answer.json() or {}).get("data") or []
+    derived = slug_name not in (body.get("data", body) if isinstance(body, dict) else {})
+    found = next((item for item in items if derived or same_document(item, data, claim)), None)
+    if found is None:
+        return None
+    if publish and spec.draft_and_publish:  # the first attempt may have stopped before publishing
+        path = f"api/{spec.name}/{found['documentId']}"
+        published = service_call("PUT", path, [("status", "published")], {"data": {}})
+        return StrapiResponse(
+            201 if published.ok else published.status, published.body, published.content_type
+        )
+    return StrapiResponse(201, json.dumps({"data": found, "meta": {}}).encode())
+
+
+def same_document(item: dict[str, Any], data: dict[str, Any], claim: Claim) -> bool:
+    """True when ``item`` holds the sent scalar values and was created after the first attempt."""
+    created = parse_time(item.get("createdAt"))
+    if created is None or created < claim.record.started_at - RECONCILE_CLOCK_SKEW:
+        return False
+    scalars = {k: v for k, v in data.items() if isinstance(v, (str, bool, int, float)) or v is None}
+    return all(item.get(k) == v for k, v in scalars.items() if k in item)
+
+
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch of Strapi's ISO 8601 timestamps."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def find_unpublished(spec: CollectionSpec, document_id: str) -> StrapiResponse | None:
+    """The draft of a document an earlier unpublish already took offline, or None to unpublish.
+
+    Strapi answers a second unpublish with 404, so a retry must not simply send it again.
+    """
+    path = f"api/{spec.name}/{document_id}"
+    live = service_call("GET", path, [], None)
+    if live.status != 404:
+        if not live.ok:
+            raise UpstreamError(f"Strapi refused the reconciliation look-up ({live.status}).")
+        return None  # still published: unpublish it
+    draft = service_call("GET", path, [("status", "draft")], None)
+    return StrapiResponse(200, draft.body, draft.content_type) if draft.ok else None
+
+
+# -- the admin session for unpublish -------------------------------------------------------------
+
+
+@dataclass
+class AdminSession:
+    """An admin-panel session on the tenant's Strapi, for what its REST API cannot do."""
+
+    email: str
+    password: str
+    token: str = ""
+    expires_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def call(self, method: str, path: str, body: Any) -> StrapiResponse:
+        """One admin API call; a 401 (expired session) logs in again once: it was not executed."""
+        answer = self._send(method, path, body, self._token())
+        if answer.status == 401:
+            self.token = ""
+            answer = self._send(method, path, body, self._token())
+        return answer
+
+    def _send(self, method: str, path: str, body: Any, token: str) -> StrapiResponse:
+        client = current_tenant().strapi
+        headers = {**forwarded_headers(), **client.authorization(token)}
+        return client.request(method, path, json_body=body, headers=headers)
+
+    def _token(self) -> str:
+        with self.lock:
+            if not self.token or time.time() > self.expires_at - ADMIN_TOKEN_MARGIN:
+                self.token, self.expires_at = self._login()
+            return self.token
+
+    def _login(self) -> tuple[str, float]:
+        client = current_tenant().strapi
+        credentials = {"email": self.email, "password": self.password}
+        try:
+            answer = client.request("POST", "admin/login", json_body=credentials)
+        except ApiError as exc:
+            raise AdminLoginFailed(f"The admin login failed: {exc.message}") from exc
+        token = ((answer.json() or {}).get("data") or {}).get("token") if answer.ok else None
+        if not isinstance(token, str):
+            raise AdminLoginFailed(
+                f"Strapi refused the admin login ({answer.status}): check {env_name('STRAPI_ADMIN_EMAIL')} "
+                f"and {env_name('STRAPI_ADMIN_PASSWORD')}."
+            )
+        return token, jwt_expiry(token) or time.time() + 25 * 60
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` of a JWT, read without checking it (Strapi checks it; we only plan renewal)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def admin_session() -> AdminSession:
+    """The admin session of the current tenant; 501 when no admin credentials are configured."""
+    sessions: dict[str, AdminSession] = current_app.extensions["bffproxy.admin_sessions"]
+    tenant: Tenant = current_tenant()
+    config = current_app.config
+    if not config["STRAPI_ADMIN_EMAIL"]:
+        raise NotImplementedYet(
+            "Unpublishing is not available: Strapi 5 has no REST unpublish, only its admin "
+            f"Content-Manager API, and {env_name('STRAPI_ADMIN_EMAIL')} / "
+            f"{env_name('STRAPI_ADMIN_PASSWORD')} (an admin-panel user allowed to publish) are not set."
+        )
+    return sessions.setdefault(
+        tenant.name, AdminSession(config["STRAPI_ADMIN_EMAIL"], config["STRAPI_ADMIN_PASSWORD"])
+    )
+
+
+# -- audit and set-up ----------------------------------------------------------------------------
+
+
+@bp.before_request
+def _begin_audit() -> None:
+    """Open the audit entry before authentication, so refused writes are audited too."""
+    action = ACTIONS.get(request.endpoint or "")
+    if action is not None and request.view_args is not None:
+        audit.begin(action, str(request.view_args.get("collection")), request.view_args.get("document_id"))
+
+
+bp.after_request(audit.emit)
+
+
+def init_app(app: Flask) -> None:
+    """Validate the publishing settings and set up idempotency, rules and the audit log."""
+    config = app.config
+    for key in ("STRAPI_ADMIN_EMAIL", "STRAPI_ADMIN_PASSWORD"):
+        config.setdefault(key, "")
+        config[key] = as_str(config, key)
+    if bool(config["STRAPI_ADMIN_EMAIL"]) != bool(config["STRAPI_ADMIN_PASSWORD"]):
+        raise ConfigError(
+            f"{env_name('STRAPI_ADMIN_EMAIL')} and {env_name('STRAPI_ADMIN_PASSWORD')} go together: "
+            "set both or neither"
+        )
+    app.extensions["bffproxy.admin_sessions"] = {}
+    rules.init_app(app)
+    idempotency.init_app(app)
+    audit.init_app(app)

@@ -1,0 +1,419 @@
+"""Idempotency-Key: every state (new, in flight, done, unknown, released) and reconciliation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bffproxy import ConfigError, create_app
+from bffproxy.idempotency import IdempotencyInFlight, IdempotencyStore, fingerprint
+
+from .conftest import STRAPI, FakeClock
+from .test_publishing import DOC, EDITOR, bearer, document, register_users, sent_json, writes
+from .test_publishing import config as config  # the auth-enabled config fixture
+
+BODY = {"title": "Hello"}
+URL = "/api/articles/publish"
+
+
+@pytest.fixture
+def store(app: Flask, clock: FakeClock) -> IdempotencyStore:
+    """The app's idempotency store on the test's fake clock."""
+    idem: IdempotencyStore = app.extensions["bffproxy.idempotency"]
+    idem.clock = clock
+    return idem
+
+
+@pytest.fixture
+def editor(strapi: responses.RequestsMock, store: IdempotencyStore) -> dict[str, str]:
+    register_users(strapi)
+    return {**bearer(EDITOR), "Content-Type": "application/json"}
+
+
+def keyed(headers: dict[str, str], key: str = "key-1") -> dict[str, str]:
+    return {**headers, "Idempotency-Key": key}
+
+
+def posts(strapi: Any, path: str = "/api/articles") -> list[Any]:
+    return [c for c in writes(strapi) if c.request.method == "POST" and urlsplit(c.request.url).path == path]
+
+
+def lookups(strapi: Any) -> list[dict[str, list[str]]]:
+    """The query strings of the reconciliation look-ups (GETs filtered by slug)."""
+    queries = [parse_qs(urlsplit(c.request.url).query) for c in strapi.calls if c.request.method == "GET"]
+    return [q for q in queries if "filters[slug][$eq]" in q]
+
+
+def test_same_key_same_body_replays_without_a_second_write(
+    client: FlaskClient, strapi: Any, editor: Any
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(title="Hello"), status=201)
+    first = client.post(URL, json=BODY, headers=keyed(editor))
+    second = client.post(URL, json=BODY, headers=keyed(editor))
+    assert first.status_code == second.status_code == 201
+    assert second.data == first.data
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert len(posts(strapi)) == 1
+
+
+def test_same_key_different_body_is_422(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    client.post(URL, json=BODY, headers=keyed(editor))
+    other = client.post(URL, json={"title": "Other"}, headers=keyed(editor))
+    assert other.status_code == 422
+    assert other.get_json()["error"]["code"] == "idempotency_key_reused"
+    elsewhere = client.post("/api/articles", json={"data": BODY}, headers=keyed(editor))
+    assert elsewhere.status_code == 422  # another route is another request
+    assert len(posts(strapi)) == 1
+
+
+def test_duplicate_while_in_flight_is_409(
+    client: FlaskClient, strapi: Any, editor: Any, store: IdempotencyStore
+) -> None:
+    store.claim("default", str(EDITOR), "key-1", fingerprint("POST", URL, BODY))  # another worker holds it
+    answer = client.post(URL, json=BODY, headers=keyed(editor))
+    assert answer.status_code == 409
+    assert answer.get_json()["error"]["code"] == "idempotency_in_flight"
+    assert answer.headers["Retry-After"] == "1"
+    assert writes(strapi) == []
+
+
+def test_concurrent_claims_of_one_key_admit_exactly_one(store: IdempotencyStore, app: Flask) -> None:
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        barrier.wait()
+        try:
+            store.claim("default", "7", "race", "fp")
+            outcomes.append("claimed")
+        except IdempotencyInFlight:
+            outcomes.append("409")
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["409"] * 7 + ["claimed"]
+
+
+def test_keys_belong_to_one_user(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    strapi.get(
+        f"{STRAPI}/api/users/9",
+        json={"id": 9, "username": "e2", "email": "e2@x", "blocked": False, "role": {"type": "editor"}},
+    )
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    client.post(URL, json=BODY, headers=keyed(editor))
+    other_user = {**bearer(9), "Content-Type": "application/json", "Idempotency-Key": "key-1"}
+    assert client.post(URL, json=BODY, headers=other_user).status_code == 201
+    assert len(posts(strapi)) == 2
+    slugs = [sent_json(call)["data"]["slug"] for call in posts(strapi)]
+    assert slugs[0] != slugs[1]  # the derived slug is per (tenant, user, key)
+
+
+def test_strapis_refusal_is_remembered_too(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json={"error": {"status": 400}}, status=400)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 400
+    replay = client.post(URL, json=BODY, headers=keyed(editor))
+    assert replay.status_code == 400 and replay.headers["Idempotent-Replayed"] == "true"
+    assert len(posts(strapi)) == 1
+
+
+def test_an_invalid_body_does_not_use_up_the_key(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    assert client.post(URL, json={"title": 5}, headers=keyed(editor)).status_code == 422
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "clé"])
+def test_unusable_key_is_400(client: FlaskClient, strapi: Any, editor: Any, key: str) -> None:
+    answer = client.post(URL, json=BODY, headers=keyed(editor, key))
+    assert answer.status_code == 400
+    assert writes(strapi) == []
+
+
+# -- unknown outcomes and reconciliation -----------------------------------------------------------
+
+
+def time_out_first_create(client: FlaskClient, strapi: Any, editor: Any, body: Any = BODY) -> str:
+    """A keyed create whose POST times out; returns the slug it sent."""
+    strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
+    answer = client.post(URL, json=body, headers=keyed(editor))
+    assert answer.status_code == 504
+    error = answer.get_json()["error"]
+    assert "Retrying with the same Idempotency-Key is safe" in error["message"]
+    assert error["details"] == {"outcome": "unknown", "safe_to_retry_with_same_key": True}
+    return str(sent_json(posts(strapi)[0])["data"]["slug"])
+
+
+def test_retry_while_the_outcome_may_still_settle_is_409(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    time_out_first_create(client, strapi, editor)
+    clock.advance(3)
+    retry = client.post(URL, json=BODY, headers=keyed(editor))
+    assert retry.status_code == 409
+    assert retry.headers["Retry-After"] == "7"  # BFFPROXY_IDEMPOTENCY_SETTLE defaults to the read timeout
+    assert "unknown" in retry.get_json()["error"]["message"]
+    assert len(posts(strapi)) == 1
+
+
+def test_retry_after_a_timeout_finds_the_created_document(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    slug = time_out_first_create(client, strapi, editor)
+    created = document(title="Hello", slug=slug, publishedAt=None)["data"]
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [created], "meta": {}})
+    strapi.put(
+        f"{STRAPI}/api/articles/{DOC}",
+        json=document(title="Hello", slug=slug, publishedAt="2026-11-23T21:00:00Z"),
+    )
+    clock.advance(11)
+    retry = client.post(URL, json=BODY, headers=keyed(editor))
+    assert retry.status_code == 201
+    assert retry.get_json()["data"]["slug"] == slug
+    assert len(posts(strapi)) == 1  # never created twice
+    (query,) = lookups(strapi)
+    assert query["filters[slug][$eq]"] == [slug] and query["status"] == ["draft"]
+    (publish,) = [c for c in writes(strapi) if c.request.method == "PUT"]
+    assert publish.request.url.endswith("?status=published")  # the first try may have stopped short of it
+    replay = client.post(URL, json=BODY, headers=keyed(editor))
+    assert replay.headers["Idempotent-Replayed"] == "true" and replay.data == retry.data
+
+
+def test_reconciled_draft_create_answers_the_found_draft(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
+    body = {"data": BODY}
+    assert client.post("/api/articles", json=body, headers=keyed(editor)).status_code == 504
+    slug = sent_json(posts(strapi)[0])["data"]["slug"]
+    found = document(slug=slug, publishedAt=None)["data"]
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [found], "meta": {}})
+    clock.advance(11)
+    retry = client.post("/api/articles", json=body, headers=keyed(editor))
+    assert retry.status_code == 201
+    assert retry.get_json() == {"data": found, "meta": {}}
+    assert [c.request.method for c in writes(strapi)] == ["POST"]
+
+
+def test_retry_after_a_timeout_that_created_nothing_creates_once(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    slug = time_out_first_create(client, strapi, editor)
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [], "meta": {}})
+    strapi.replace(responses.POST, f"{STRAPI}/api/articles", json=document(slug=slug), status=201)
+    clock.advance(11)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+    assert [sent_json(c)["data"]["slug"] for c in posts(strapi)] == [slug, slug]  # the same derived slug
+    assert client.post(URL, json=BODY, headers=keyed(editor)).headers["Idempotent-Replayed"] == "true"
+    assert len(posts(strapi)) == 2
+
+
+def test_a_client_chosen_slug_must_also_match_the_content(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    body = {"title": "Hello", "slug": "hello"}
+    time_out_first_create(client, strapi, editor, body)
+    someone_elses = document(title="Another", slug="hello", createdAt="2026-11-23T20:00:00Z")["data"]
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [someone_elses], "meta": {}})
+    strapi.replace(responses.POST, f"{STRAPI}/api/articles", json=document(slug="hello"), status=201)
+    clock.advance(11)
+    assert client.post(URL, json=body, headers=keyed(editor)).status_code == 201
+    assert len(posts(strapi)) == 2  # the found document was not ours: create
+
+
+def test_a_client_chosen_slug_with_the_same_content_after_the_first_try_is_ours(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    body = {"title": "Hello", "slug": "hello"}
+    clock.now = 1_795_000_000.0  # 2026-11-18T11:06:40Z
+    time_out_first_create(client, strapi, editor, body)
+    created = "2026-11-18T11:06:41.123Z"
+    ours = document(title="Hello", slug="hello", createdAt=created, publishedAt=None)["data"]
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [ours], "meta": {}})
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=document(title="Hello", slug="hello"))
+    clock.advance(11)
+    assert client.post(URL, json=body, headers=keyed(editor)).status_code == 201
+    assert len(posts(strapi)) == 1
+
+
+def test_a_write_that_never_left_releases_its_key(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    refused = requests.exceptions.ConnectionError("NewConnectionError: [Errno 111] Connection refused")
+    strapi.post(f"{STRAPI}/api/articles", body=refused)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 502
+    strapi.replace(responses.POST, f"{STRAPI}/api/articles", json=document(), status=201)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201  # at once, no 409
+    assert lookups(strapi) == []  # nothing to reconcile
+    assert len(posts(strapi)) == 2
+
+
+def test_an_abandoned_claim_is_reconciled(
+    client: FlaskClient, strapi: Any, editor: Any, store: IdempotencyStore, clock: FakeClock
+) -> None:
+    store.claim("default", str(EDITOR), "key-1", fingerprint("POST", URL, BODY))  # its worker then died
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 409
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [], "meta": {}})
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    clock.advance(store.in_flight_timeout + store.settle + 1)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+    assert len(lookups(strapi)) == 1
+
+
+def test_a_failed_look_up_leaves_the_outcome_unknown(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    time_out_first_create(client, strapi, editor)
+    strapi.get(f"{STRAPI}/api/articles", body=requests.exceptions.ConnectionError("Connection refused"))
+    clock.advance(11)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 502
+    strapi.replace(responses.GET, f"{STRAPI}/api/articles", json={"data": [], "meta": {}})
+    strapi.replace(responses.POST, f"{STRAPI}/api/articles", json=document(), status=201)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201  # looks again at once
+    assert len(posts(strapi)) == 2
+
+
+def test_unknown_unpublish_is_reconciled_not_repeated(
+    config: dict[str, Any], strapi: Any, clock: FakeClock
+) -> None:
+    config.update(STRAPI_ADMIN_EMAIL="admin@example.com", STRAPI_ADMIN_PASSWORD="pw")
+    app = create_app(config)
+    app.extensions["bffproxy.idempotency"].clock = clock
+    client = app.test_client()
+    register_users(strapi)
+    cm = f"{STRAPI}/content-manager/collection-types/api::article.article/{DOC}/actions/unpublish"
+    strapi.post(f"{STRAPI}/admin/login", json={"data": {"token": "a.b.c"}})
+    strapi.post(cm, body=requests.exceptions.ReadTimeout("read timed out"))
+    url, headers = f"/api/articles/{DOC}/unpublish", {**bearer(EDITOR), "Idempotency-Key": "u-1"}
+    assert client.post(url, headers=headers).status_code == 504
+    strapi.get(f"{STRAPI}/api/articles/{DOC}", status=404, json={"data": None})
+    strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json=document(publishedAt=None))
+    clock.advance(11)
+    retry = client.post(url, headers=headers)
+    assert retry.status_code == 200
+    assert retry.get_json()["data"]["publishedAt"] is None
+    assert len([c for c in strapi.calls if c.request.url == cm]) == 1
+
+
+def test_unknown_edit_is_simply_sent_again(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", body=requests.exceptions.ReadTimeout("read timed out"))
+    body = {"data": {"excerpt": "e"}}
+    assert client.put(f"/api/articles/{DOC}", json=body, headers=keyed(editor)).status_code == 504
+    strapi.replace(responses.PUT, f"{STRAPI}/api/articles/{DOC}", json=document(status=200))
+    clock.advance(11)
+    assert client.put(f"/api/articles/{DOC}", json=body, headers=keyed(editor)).status_code == 200
+    assert len(writes(strapi)) == 2  # an edit of the draft is idempotent in Strapi
+
+
+# -- the store -----------------------------------------------------------------------------------------
+
+
+class RecordingStore:
+    """Wraps the real store and records the timeouts records are written with."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.timeouts: list[Any] = []
+
+    def get(self, key: str) -> Any:
+        return self.inner.get(key)
+
+    def set(self, key: str, value: Any, timeout: Any = None) -> Any:
+        self.timeouts.append(timeout)
+        return self.inner.set(key, value, timeout)
+
+    def delete(self, key: str) -> Any:
+        return self.inner.delete(key)
+
+
+@pytest.fixture
+def recording(store: IdempotencyStore) -> RecordingStore:
+    """The app's idempotency store, recorded."""
+    wrapped = RecordingStore(store.store)
+    store.store = wrapped
+    return wrapped
+
+
+def test_records_live_24_hours(
+    client: FlaskClient, strapi: Any, editor: Any, recording: RecordingStore
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    client.post(URL, json=BODY, headers=keyed(editor))
+    assert recording.timeouts == [24 * 3600, 24 * 3600]  # claimed, then done
+
+
+def test_store_down_refuses_the_write(
+    client: FlaskClient, strapi: Any, editor: Any, store: IdempotencyStore
+) -> None:
+    class Down:
+        def get(self, key: str) -> Any:
+            raise ConnectionError("redis down")
+
+    store.store = Down()
+    answer = client.post(URL, json=BODY, headers=keyed(editor))
+    assert answer.status_code == 503
+    assert answer.get_json()["error"]["code"] == "idempotency_unavailable"
+    assert writes(strapi) == []
+
+
+def test_store_failing_after_the_write_still_answers_success(
+    client: FlaskClient, strapi: Any, editor: Any, recording: RecordingStore
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+
+    def fail_after_claim(key: str, value: Any, timeout: Any = None) -> Any:
+        if recording.timeouts:
+            raise ConnectionError("redis down")
+        recording.timeouts.append(timeout)
+        return recording.inner.set(key, value, timeout)
+
+    recording.set = fail_after_claim  # type: ignore[method-assign]
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+
+
+def test_writes_without_a_key_are_not_recorded(
+    client: FlaskClient, strapi: Any, editor: Any, recording: RecordingStore
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    client.post(URL, json=BODY, headers=editor)
+    client.post(URL, json=BODY, headers=editor)
+    assert recording.timeouts == [] and len(posts(strapi)) == 2
+
+
+def test_fingerprint_is_canonical() -> None:
+    assert fingerprint("post", "/a", {"x": 1, "y": [1, 2]}) == fingerprint(
+        "POST", "/a", {"y": [1, 2], "x": 1}
+    )
+    assert fingerprint("POST", "/a", {"x": 1}) != fingerprint("POST", "/b", {"x": 1})
+    assert fingerprint("POST", "/a", None) != fingerprint("PUT", "/a", None)
+
+
+@pytest.mark.parametrize(("key", "value"), [("IDEMPOTENCY_TTL", "0"), ("IDEMPOTENCY_SETTLE", "-1")])
+def test_settings_are_validated(config: dict[str, Any], key: str, value: str) -> None:
+    config[key] = value
+    with pytest.raises(ConfigError, match=f"BFFPROXY_{key}"):
+        create_app(config)
+
+
+def test_store_records_survive_a_new_app(config: dict[str, Any], strapi: Any) -> None:
+    """Another worker (another app on the same cache dir) sees the first worker's answer."""
+    register_users(strapi)
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    headers = {**bearer(EDITOR), "Idempotency-Key": "shared"}
+    create_app(config).test_client().post(URL, json=BODY, headers=headers)
+    replay = create_app(config).test_client().post(URL, json=BODY, headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert len(posts(strapi)) == 1
+    assert json.loads(replay.data)["data"]["documentId"] == DOC
