@@ -188,3 +188,13 @@ def test_only_end_to_end_headers_reach_strapi(client: FlaskClient, strapi: respo
     assert sent["Accept-Language"] == "fr"
     assert sent["X-Request-ID"] == "trace-1"
     assert "Authorization" not in sent  # anonymous reads go to Strapi's Public role
+
+
+def test_if_none_match_weak_list_and_star_forms(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    etag = client.get("/api/articles").headers["ETag"]
+    for header in (f"W/{etag}", f'"nope", {etag}', "*"):
+        response = client.get("/api/articles", headers={"If-None-Match": header})
+        assert response.status_code == 304, header
+        assert response.headers["ETag"] == etag
+        assert response.headers["X-Cache"] == "HIT"
