@@ -143,6 +143,39 @@ class MemoryTier:
                 self._bytes -= len(evicted.body)
 
 
+class StatValidatedReads:
+    """Reads of small, rarely changing FileSystemCache values, re-read only when the file changed.
+
+    cachelib writes a value to a temporary file and renames it over the old one, so a change always
+    shows as a new (inode, mtime, size) from ``os.stat`` — a few microseconds instead of an open,
+    read and unpickle on every request. The memo is never older than the file it was checked
+    against, so a replaced generation is seen by the very next request of every worker.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._memo: dict[str, tuple[tuple[int, int, int], Any]] = {}
+
+    def get(self, key: str) -> Any:
+        """The value stored under ``key`` (None when absent)."""
+        try:
+            stat = os.stat(self.store._get_filename(key))
+        except FileNotFoundError:
+            self._memo.pop(key, None)
+            return None
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        remembered = self._memo.get(key)
+        if remembered is not None and remembered[0] == signature:
+            return remembered[1]
+        value = self.store.get(key)
+        self._memo[key] = (signature, value)
+        return value
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """Values of several keys, like cachelib's get_many."""
+        return [self.get(key) for key in keys]
+
+
 class FlightLock(Protocol):
     """A held single-flight lock."""
 
@@ -226,11 +259,13 @@ class ContentCache:
         self.retry_store_after = retry_store_after
         self._store_down_until = 0.0
         self.memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
+        # Generations are read on every request: for the file store, only when their file changed.
+        self._generation_reader = StatValidatedReads(store) if hasattr(store, "_get_filename") else store
         self._refreshes: list[threading.Thread] = []
 
     # -- the shared store, behind one fault boundary --------------------------------------------
 
-    def _store_call(self, method: str, *args: Any, must_land: bool = False) -> Any:
+    def _store_call(self, method: str, *args: Any, must_land: bool = False, reader: Any = None) -> Any:
         """Call the store; a failure marks it down for a while and is logged once per interval.
 
         Reads skip a store marked down (they can bypass it); ``must_land`` writes (invalidations)
@@ -239,7 +274,7 @@ class ContentCache:
         if not must_land and time.monotonic() < self._store_down_until:
             raise StoreUnavailable("store marked down")
         try:
-            return getattr(self.store, method)(*args)
+            return getattr(reader or self.store, method)(*args)
         except Exception as exc:
             self._store_down_until = time.monotonic() + self.retry_store_after
             log.error(
@@ -284,7 +319,7 @@ class ContentCache:
     def generations(self, tenant: str, collection: str) -> tuple[str, str]:
         """The tenant's and the collection's current generation tokens (created when absent)."""
         keys = self._generation_keys(tenant, collection)
-        values = list(self._store_call("get_many", *keys))
+        values = list(self._store_call("get_many", *keys, reader=self._generation_reader))
         for i, value in enumerate(values):
             if not isinstance(value, str):
                 values[i] = self._create_generation(keys[i])

@@ -315,3 +315,33 @@ def test_memory_tier_respects_generations_and_ttl(tmp_path: Path, clock: FakeClo
     cache.store.clear()
     served = serve(cache, load)
     assert (served.x_cache, served.entry.body) == ("MISS", b"v3")  # expired in memory too
+
+
+def test_file_generations_are_reread_only_when_changed_and_seen_at_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two workers (two ContentCache objects) over one FileSystemCache directory."""
+
+    class CountingFileCache(FileSystemCache):
+        reads = 0
+
+        def get(self, key: str) -> Any:
+            type(self).reads += 1
+            return super().get(key)
+
+    worker_a = ContentCache(
+        CountingFileCache(str(tmp_path / "e")), FileFlightLocks(str(tmp_path / "l")), clock=clock
+    )
+    worker_b = ContentCache(
+        FileSystemCache(str(tmp_path / "e")), FileFlightLocks(str(tmp_path / "l")), clock=clock
+    )
+    before = worker_a.key_for("default", "articles", "sig")
+    worker_a.key_for("default", "articles", "sig")  # the first read after creation fills the memo
+    CountingFileCache.reads = 0
+    for _ in range(50):
+        assert worker_a.key_for("default", "articles", "sig") == before
+    assert CountingFileCache.reads == 0  # unchanged files: stat only
+    worker_b.invalidate("default", ["articles"])
+    after = worker_a.key_for("default", "articles", "sig")
+    assert after != before
+    assert after == worker_b.key_for("default", "articles", "sig")

@@ -90,6 +90,12 @@ def test_env_example_lists_every_setting() -> None:
     assert not missing, f"add to {ENV_EXAMPLE.name}: {', '.join(f'{ENV_PREFIX}_{k}' for k in missing)}"
 
 
+def test_readme_configuration_table_lists_every_setting() -> None:
+    text = (ROOT / "README.md").read_text()
+    missing = sorted(key for key in bffproxy_settings() if f"`{ENV_PREFIX}_{key}" not in text)
+    assert not missing, f"add to README's configuration table: {', '.join(missing)}"
+
+
 def test_env_example_trusts_nginx_and_uses_the_systemd_cache_dir() -> None:
     lines = set(ENV_EXAMPLE.read_text().splitlines())
     assert f"{ENV_PREFIX}_TRUSTED_PROXIES=1" in lines
