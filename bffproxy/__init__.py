@@ -44,7 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     admin.init_app(app)
     publishing.init_app(app)
     app.register_blueprint(health.bp)
-    app.register_blueprint(content.bp)
+    content.init_app(app)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)

@@ -155,11 +155,15 @@ class StatValidatedReads:
     def __init__(self, store: Any) -> None:
         self.store = store
         self._memo: dict[str, tuple[tuple[int, int, int], Any]] = {}
+        self._paths: dict[str, str] = {}
 
     def get(self, key: str) -> Any:
         """The value stored under ``key`` (None when absent)."""
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = self.store._get_filename(key)
         try:
-            stat = os.stat(self.store._get_filename(key))
+            stat = os.stat(path)
         except FileNotFoundError:
             self._memo.pop(key, None)
             return None
@@ -508,10 +512,21 @@ def content_cache() -> ContentCache:
 
 
 def freshness_for(collection: str) -> Freshness:
-    """The configured TTL and grace windows of ``collection``."""
-    config = current_app.config
-    ttl = config["CACHE_TTLS"].get(collection, config["CACHE_TTL"])
-    return Freshness(ttl, config["STALE_WHILE_REVALIDATE"], config["STALE_IF_ERROR"])
+    """The configured TTL and grace windows of ``collection`` (resolved once at start-up)."""
+    resolved: dict[str, Freshness] = current_app.extensions["bffproxy.freshness"]
+    return resolved[collection]
+
+
+def _resolve_freshness(config: Any) -> dict[str, Freshness]:
+    """Every exposed collection's TTL and grace windows."""
+    return {
+        collection: Freshness(
+            config["CACHE_TTLS"].get(collection, config["CACHE_TTL"]),
+            config["STALE_WHILE_REVALIDATE"],
+            config["STALE_IF_ERROR"],
+        )
+        for collection in config["COLLECTIONS"]
+    }
 
 
 def _configure(app: Flask) -> None:
@@ -578,6 +593,7 @@ def init_app(app: Flask) -> None:
         locks = RedisFlightLocks(redis_client(app), app.config["CACHE_KEY_PREFIX"])
     else:
         locks = FileFlightLocks(os.path.join(app.config["CACHE_DIR"], "locks"))
+    app.extensions["bffproxy.freshness"] = _resolve_freshness(app.config)
     app.extensions["bffproxy.cache"] = ContentCache(
         store,
         locks,

@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from .auth import Identity, authorize
-from .caching import Entry, Freshness, Served, content_cache, freshness_for
+from .caching import ContentCache, Entry, Freshness, Served, content_cache, freshness_for
 from .errors import DraftsNotAllowed
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import current_request_id
@@ -78,18 +78,24 @@ def refuse_drafts(params: list[tuple[str, str]]) -> None:
 
 def forwarded_headers() -> dict[str, str]:
     """The client headers Strapi should see, plus our request id."""
-    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
+    incoming = req.headers
+    headers = {name: incoming[name] for name in FORWARDED_REQUEST_HEADERS if name in incoming}
     headers[REQUEST_ID_HEADER] = current_request_id()
-    if request.remote_addr:
-        headers["X-Forwarded-For"] = request.remote_addr
+    if req.remote_addr:
+        headers["X-Forwarded-For"] = req.remote_addr
     return headers
 
 
 def loader(
-    client: StrapiClient, path: str, params: list[tuple[str, str]], headers: dict[str, str]
+    client: StrapiClient,
+    path: str,
+    params: list[tuple[str, str]],
+    headers: dict[str, str],
+    cache: ContentCache | None = None,
 ) -> Callable[[], Entry]:
     """A call that fetches ``path`` from Strapi; it needs no request context (background refresh)."""
-    clock = content_cache().clock
+    clock = (cache or content_cache()).clock
 
     def load() -> Entry:
         answer = client.request("GET", path, params=params, headers=headers)
@@ -112,11 +118,12 @@ def serve_read(collection: str, path: str) -> Response:
     if identity is not None:
         return serve_signed_in_read(identity, collection, path, params)
     refuse_drafts(params)
+    cache = content_cache()
     headers = forwarded_headers()
-    load = loader(tenant.strapi, path, params, headers)
+    load = loader(tenant.strapi, path, params, headers, cache)
     signature = request_signature(path, params, headers)
-    served = content_cache().serve(tenant.name, collection, signature, freshness_for(collection), load)
-    return cached_response(served, collection)
+    served = cache.serve(tenant.name, collection, signature, freshness_for(collection), load)
+    return cached_response(served, collection, cache)
 
 
 def serve_signed_in_read(
@@ -145,19 +152,32 @@ def serve_signed_in_read(
 
 def cache_control_for(collection: str) -> str:
     """The Cache-Control of a public answer: configured per collection, or derived from TTLs."""
-    config = current_app.config
-    configured = config["CACHE_CONTROL"].get(collection)
-    if configured:
-        return str(configured)
-    policy = freshness_for(collection)
-    return (
-        f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={policy.ttl}, "
-        f"stale-while-revalidate={policy.stale_while_revalidate}, "
-        f"stale-if-error={policy.stale_if_error}"
-    )
+    resolved: dict[str, str] = current_app.extensions["bffproxy.cache_control"]
+    return resolved[collection]
 
 
-def cached_response(served: Served, collection: str) -> Response:
+def _resolve_cache_control(app: Flask) -> dict[str, str]:
+    """Every exposed collection's public Cache-Control, computed once at start-up."""
+    config = app.config
+    resolved = {}
+    with app.app_context():
+        for collection in config["COLLECTIONS"]:
+            policy = freshness_for(collection)
+            resolved[collection] = config["CACHE_CONTROL"].get(collection) or (
+                f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={policy.ttl}, "
+                f"stale-while-revalidate={policy.stale_while_revalidate}, "
+                f"stale-if-error={policy.stale_if_error}"
+            )
+    return resolved
+
+
+def init_app(app: Flask) -> None:
+    """Register the read routes and precompute what every hit needs."""
+    app.extensions["bffproxy.cache_control"] = _resolve_cache_control(app)
+    app.register_blueprint(bp)
+
+
+def cached_response(served: Served, collection: str, cache: ContentCache | None = None) -> Response:
     """Build the client's response: body, X-Cache, and for 200s ETag, Age and Cache-Control.
 
     This is the hot path of every cache hit, so headers are written as a plain list, and a
@@ -171,7 +191,8 @@ def cached_response(served: Served, collection: str) -> Response:
     headers.append(("ETag", f'"{entry.etag}"'))
     headers.append(("Cache-Control", cache_control_for(collection)))
     if served.x_cache in ("HIT", "STALE"):
-        headers.append(("Age", str(int(entry.age(content_cache().clock())))))
-    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(entry.etag):
+        headers.append(("Age", str(int(entry.age((cache or content_cache()).clock())))))
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if "If-None-Match" in req.headers and req.if_none_match.contains_weak(entry.etag):
         return Response(status=304, headers=headers)  # weak comparison, as RFC 9110 asks for GET
     return Response(entry.body, status=200, headers=headers, content_type=entry.content_type)
