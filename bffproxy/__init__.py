@@ -17,6 +17,7 @@ from . import (
     content,
     errors,
     health,
+    hits,
     invalidation,
     publishing,
     request_id,
@@ -48,6 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)
+    if app.config["FAST_HITS"]:
+        app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

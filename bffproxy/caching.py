@@ -400,6 +400,18 @@ class ContentCache:
                 return Served(entry, "STALE")
             raise
 
+    def fresh_entry(self, tenant: str, collection: str, signature: str, policy: Freshness) -> Entry | None:
+        """A fresh entry for this request, else None (miss, stale, store down): then call serve()."""
+        if policy.ttl <= 0:
+            return None
+        try:
+            key = self.key_for(tenant, collection, signature)
+        except StoreUnavailable:
+            return None
+        now = self.clock()
+        entry = self._lookup(key, policy, now)
+        return entry if entry is not None and entry.age(now) < policy.ttl else None
+
     def _fetch_once(self, key: str, policy: Freshness, load: Loader) -> Served:
         """Fetch under the key's lock; waiters take the holder's result, bounded by lock_wait."""
         seen = self._flight_token(key)

@@ -18,10 +18,14 @@ HEADER = "X-Request-ID"
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def request_id_for(offered: str | None) -> str:
+    """The client's id when it is sane (short, no spaces or control characters), else a new one."""
+    return offered if offered and _SANE.match(offered) else uuid.uuid4().hex
+
+
 def _assign() -> None:
     """Give the request its id before anything can log or fail."""
-    offered = request.headers.get(HEADER, "")
-    g.request_id = offered if _SANE.match(offered) else uuid.uuid4().hex
+    g.request_id = request_id_for(request.headers.get(HEADER))
 
 
 def _echo(response: Response) -> Response:

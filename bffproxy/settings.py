@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "TRUSTED_PROXIES": 0,
     "DEBUG_HEADERS": False,
+    "FAST_HITS": True,
 }
 
 
@@ -79,6 +80,7 @@ def validate(config: Config) -> None:
     config["CACHE_TTLS"] = as_mapping(config, "CACHE_TTLS", lambda v: int(v), allowed=config["COLLECTIONS"])
     config["MAX_CONTENT_LENGTH"] = as_number(config, "MAX_CONTENT_LENGTH", int, minimum=1)
     config["TRUSTED_PROXIES"] = as_number(config, "TRUSTED_PROXIES", int, minimum=0)
+    config["FAST_HITS"] = as_bool(config, "FAST_HITS")
 
 
 def as_str(config: Mapping[str, Any], key: str, *, required: bool = False) -> str:

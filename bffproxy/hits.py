@@ -1,0 +1,93 @@
+"""Fresh cache hits served at the WSGI layer, before Flask dispatches the request.
+
+A hit is the hot path of a cache, and most of its cost under Flask is the framework itself:
+context push, hooks, routing and the Response object. This middleware answers exactly one kind of
+request on its own: an anonymous ``GET``/``HEAD`` of a publicly readable collection whose entry is
+fresh in the cache. It computes the same key from the same signature as ``content.py`` and sends
+the same headers (``content.entry_headers``). Everything else — a token, draft parameters, a miss,
+a stale entry, a store fault, a path it does not recognise — goes to the Flask app unchanged, so
+the fast path can only ever skip work, never change an answer. ``BFFPROXY_FAST_HITS=false`` turns
+it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask
+from werkzeug.wrappers import Request
+
+from . import policies
+from .caching import ContentCache, Freshness, Served
+from .content import draft_params, entry_headers, not_modified, request_signature
+from .request_id import HEADER as REQUEST_ID_HEADER
+from .request_id import request_id_for
+from .strapi import FORWARDED_REQUEST_HEADERS
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Any
+Hit = tuple[str, list[tuple[str, str]], bytes]
+
+
+class FreshHits:
+    """WSGI middleware: answer fresh anonymous hits directly, pass everything else to ``wsgi_app``."""
+
+    def __init__(self, wsgi_app: WsgiApp, app: Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self.cache: ContentCache = app.extensions["bffproxy.cache"]
+        self.tenant = app.extensions["bffproxy.tenants"].default.name
+        self.freshness: dict[str, Freshness] = app.extensions["bffproxy.freshness"]
+        self.cache_control: dict[str, str] = app.extensions["bffproxy.cache_control"]
+        self.debug_headers = bool(app.config["DEBUG_HEADERS"])
+        with app.app_context():
+            self.public = frozenset(c for c in app.config["COLLECTIONS"] if policies.is_public(c, "read"))
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        try:
+            hit = self.hit_for(environ)
+        except Exception:  # a fast-path bug must never cost an answer: the app still serves it
+            log.exception("fast hit path failed; serving through the app")
+            hit = None
+        if hit is None:
+            return self.wsgi_app(environ, start_response)  # type: ignore[no-any-return]
+        status, headers, body = hit
+        start_response(status, headers)
+        return [body]
+
+    def hit_for(self, environ: dict[str, Any]) -> Hit | None:
+        """The complete answer when this request is a fresh anonymous hit, else None."""
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in environ:
+            return None
+        parts = environ.get("PATH_INFO", "").split("/")
+        if (
+            len(parts) not in (3, 4)
+            or parts[:2] != ["", "api"]
+            or parts[2] not in self.public
+            or not parts[-1]
+        ):
+            return None
+        collection, path = parts[2], "/".join(parts[1:])
+        request = Request(environ)  # werkzeug's own parsing: the same pairs Flask's view sees
+        params = sorted(request.args.items(multi=True))
+        if draft_params(params):
+            return None
+        headers = {
+            name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers
+        }
+        signature = request_signature(path, params, headers)
+        entry = self.cache.fresh_entry(self.tenant, collection, signature, self.freshness[collection])
+        if entry is None:
+            return None
+        answer = entry_headers(Served(entry, "HIT"), self.cache_control[collection], self.cache.clock())
+        answer.append((REQUEST_ID_HEADER, request_id_for(environ.get("HTTP_X_REQUEST_ID"))))
+        if self.debug_headers:
+            answer.append(("X-BFF-Worker", str(os.getpid())))
+        if not_modified(environ.get("HTTP_IF_NONE_MATCH"), entry):
+            return "304 NOT MODIFIED", answer, b""
+        answer += [("Content-Type", entry.content_type), ("Content-Length", str(len(entry.body)))]
+        return "200 OK", answer, b"" if method == "HEAD" else entry.body

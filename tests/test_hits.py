@@ -1,0 +1,122 @@
+"""The WSGI fast path: same answers as the Flask path, and it only ever skips work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+from bffproxy import create_app
+from bffproxy.hits import FreshHits
+
+from .conftest import STRAPI, FakeClock, strapi_list
+
+LIST = f"{STRAPI}/api/articles"
+
+
+@pytest.fixture
+def fast(app: Flask) -> FreshHits:
+    middleware = app.wsgi_app
+    assert isinstance(middleware, FreshHits)
+    return middleware
+
+
+def environ(path: str = "/api/articles", **kwargs: Any) -> dict[str, Any]:
+    return EnvironBuilder(path=path, **kwargs).get_environ()
+
+
+def warm(app: Flask, strapi: responses.RequestsMock, path: str = "/api/articles") -> None:
+    strapi.get(f"{STRAPI}{path.split('?')[0]}", json=strapi_list("A", "B"))
+    assert app.test_client().get(path).headers["X-Cache"] == "MISS"
+
+
+def test_fast_hit_equals_the_flask_path_hit(
+    app: Flask, config: dict[str, Any], clock: FakeClock, strapi: responses.RequestsMock
+) -> None:
+    warm(app, strapi, "/api/articles?sort=title&pagination[pageSize]=2")
+    slow_app = create_app({**config, "FAST_HITS": False})
+    slow_app.extensions["bffproxy.cache"].clock = clock
+    clock.advance(7)
+    query = "/api/articles?pagination[pageSize]=2&sort=title"
+    fast = app.test_client().get(query, headers={"X-Request-ID": "r-1"})
+    slow = slow_app.test_client().get(query, headers={"X-Request-ID": "r-1"})
+    assert not isinstance(slow_app.wsgi_app, FreshHits)
+    assert fast.status_code == slow.status_code == 200
+    assert fast.data == slow.data
+    assert sorted(fast.headers.items()) == sorted(slow.headers.items())
+    assert fast.headers["Age"] == "7" and fast.headers["X-Cache"] == "HIT"
+    assert len(strapi.calls) == 1
+
+
+def test_fast_path_answers_head_and_304(app: Flask, fast: FreshHits, strapi: responses.RequestsMock) -> None:
+    warm(app, strapi)
+    status, headers, body = fast.hit_for(environ(method="HEAD")) or ("", [], b"x")
+    assert status == "200 OK" and body == b""
+    assert dict(headers)["Content-Length"] != "0"
+    etag = dict(headers)["ETag"]
+    hit = fast.hit_for(environ(headers={"If-None-Match": f"W/{etag}"}))
+    assert hit is not None and hit[0] == "304 NOT MODIFIED" and hit[2] == b""
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"headers": {"Authorization": "Bearer x.y.z"}},
+        {"query_string": "status=draft"},
+        {"query_string": "publicationState=preview"},
+        {"method": "POST"},
+        {"path": "/api/articles/"},
+        {"path": "/api/users"},
+        {"path": "/api/articles/abc/publish"},
+        {"path": "/other/articles"},
+        {"query_string": "sort=title"},  # a different key: not cached yet
+    ],
+    ids=lambda kw: str(kw),
+)
+def test_everything_but_a_fresh_anonymous_hit_falls_through(
+    app: Flask, fast: FreshHits, strapi: responses.RequestsMock, request_kwargs: dict[str, Any]
+) -> None:
+    warm(app, strapi)
+    assert fast.hit_for(environ()) is not None  # the control: this one is a fast hit
+    assert fast.hit_for(environ(**request_kwargs)) is None
+
+
+def test_stale_and_invalidated_entries_fall_through(
+    app: Flask, fast: FreshHits, clock: FakeClock, strapi: responses.RequestsMock
+) -> None:
+    warm(app, strapi)
+    clock.advance(301)
+    assert fast.hit_for(environ()) is None
+    assert app.test_client().get("/api/articles").headers["X-Cache"] == "STALE"
+    app.extensions["bffproxy.cache"].join_refreshes()
+    clock.advance(1)
+    assert fast.hit_for(environ()) is not None
+    app.extensions["bffproxy.cache"].invalidate("default", ["articles"])
+    assert fast.hit_for(environ()) is None
+
+
+def test_non_public_collections_are_never_served_by_the_fast_path(
+    config: dict[str, Any], strapi: responses.RequestsMock
+) -> None:
+    config.update(POLICIES={"articles": "read=*"}, STRAPI_JWT_SECRET="s" * 32)
+    app = create_app(config)
+    assert isinstance(app.wsgi_app, FreshHits)
+    assert "articles" not in app.wsgi_app.public
+    assert app.test_client().get("/api/articles").status_code == 401
+
+
+def test_a_fast_path_failure_still_gets_an_answer(
+    app: Flask, fast: FreshHits, strapi: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm(app, strapi)
+
+    def broken(environ: dict[str, Any]) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(fast, "hit_for", broken)
+    response = app.test_client().get("/api/articles")
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "HIT"  # served by the Flask path
