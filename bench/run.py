@@ -61,7 +61,7 @@ def measure_all(knobs: measure.Knobs) -> dict[str, Any]:
         "machine": f"{platform.node()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}",
         "throughput": throughput,
         "rounds": {t: {s: [r.as_dict() for r in rs] for s, rs in sy.items()} for t, sy in runs.items()},
-        "ratios": report.ratios(throughput),
+        "ratios": report.ratios(runs),
         "rss_mib": rss,
         "stampede": stampede,
         "webhook": webhook,
