@@ -15,6 +15,10 @@ export BFFPROXY_STRAPI_JWT_SECRET="${BFFPROXY_STRAPI_JWT_SECRET:-$STRAPI_JWT_SEC
 export BFFPROXY_WEBHOOK_SECRET="${BFFPROXY_WEBHOOK_SECRET:-$STRAPI_WEBHOOK_SECRET}"
 export BFFPROXY_ADMIN_TOKEN="${BFFPROXY_ADMIN_TOKEN:-dev-admin-token}"
 export BFFPROXY_COLLECTIONS="${BFFPROXY_COLLECTIONS:-articles,categories}"
+export BFFPROXY_RELATIONS__articles="${BFFPROXY_RELATIONS__articles:-categories}"
+export BFFPROXY_POLICIES__articles="${BFFPROXY_POLICIES__articles:-read=public,drafts=editor,write=editor}"
+export BFFPROXY_STRAPI_ADMIN_EMAIL="${BFFPROXY_STRAPI_ADMIN_EMAIL:-admin@example.com}"
+export BFFPROXY_STRAPI_ADMIN_PASSWORD="${BFFPROXY_STRAPI_ADMIN_PASSWORD:-Admin-Passw0rd!}"
 export BFFPROXY_CACHE_DIR="${BFFPROXY_CACHE_DIR:-$PWD/var/cache}"
 B="http://127.0.0.1:$BFF_PORT"
 cat <<MSG
@@ -23,11 +27,16 @@ cat <<MSG
   bffproxy   $B
 
   Try:
-    curl -i '$B/api/articles?pagination[pageSize]=5&fields[0]=title'      # run twice: X-Cache MISS, then HIT
-    curl -i '$B/api/articles?populate=category&sort=title:desc'
-    curl -i '$B/api/categories'
-    curl -i '$B/api/articles?status=draft'                                # 400: drafts are not public
-    curl -i '$B/readyz'
+    curl -gi '$B/api/articles?pagination[pageSize]=5&fields[0]=title'      # run twice: X-Cache MISS, then HIT
+    curl -gi '$B/api/articles?populate=category&sort=title:desc'
+    curl -gi '$B/api/categories'
+    curl -gi '$B/api/articles?status=draft'                                # 400: drafts are not public
+    curl -gi '$B/readyz'
+    # sign in as the seeded editor and publish through bffproxy (validated, idempotent, audited):
+    T=\$(curl -s $B/api/auth/local -H 'Content-Type: application/json' \\
+        -d '{"identifier":"editor","password":"Editor-Passw0rd!"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["jwt"])')
+    curl -i $B/api/articles/publish -H "Authorization: Bearer \$T" -H 'Content-Type: application/json' \\
+        -H 'Idempotency-Key: demo-1' -d '{"title": "Hello from bffproxy", "body": "Written through the BFF."}'
   Users: reader / Reader-Passw0rd!  editor / Editor-Passw0rd!   Admin token for /admin/*: $BFFPROXY_ADMIN_TOKEN
 
 MSG
