@@ -8,6 +8,10 @@ the same headers (``content.entry_headers``). Everything else — a token, draft
 a stale entry, a store fault, a path it does not recognise — goes to the Flask app unchanged, so
 the fast path can only ever skip work, never change an answer. ``BFFPROXY_FAST_HITS=false`` turns
 it off.
+
+Flask's ``after_request`` hooks do not run for a fast hit: a header that every response must carry
+(CORS, security headers) belongs in ``content.entry_headers`` or a WSGI middleware outside this one,
+and ``tests/test_hits.py`` compares the two paths header by header to catch the difference.
 """
 
 from __future__ import annotations
