@@ -32,7 +32,7 @@ def strapi_server(webhook_port: int) -> Iterator[Strapi]:
     server.reset()
     server.start()
     yield server
-    server.stop()
+    server.reset()  # stop it and delete its database: nothing piles up in the shared app dir
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def strapi_refresh_mode() -> Iterator[Strapi]:
     server.reset()
     server.start()
     yield server
-    server.stop()
+    server.reset()  # stop it and delete its database: nothing piles up in the shared app dir
 
 
 @pytest.fixture
