@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from . import ratelimit
 from .auth import require_auth, signed_in
+from .bodies import json_or_none
 from .content import forwarded_headers
 from .errors import BadRequest
 from .tenants import current_tenant
@@ -25,7 +26,7 @@ NO_STORE = "no-store"
 def pass_through(path: str) -> Response:
     """POST the client's JSON body to Strapi's ``path`` and answer with Strapi's status and body."""
     ratelimit.limiter().check(path, current_app.config["LOGIN_RATE_LIMIT"])
-    body = request.get_json(silent=True) if request.content_length else {}
+    body = json_or_none() if request.content_length else {}
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     headers = forwarded_headers()

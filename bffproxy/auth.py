@@ -180,7 +180,10 @@ def fetch_profile(client: StrapiClient, user_id: str, token: str) -> dict[str, A
         raise Unauthorized("Strapi does not know this token's user any more.")
     if not answer.ok:
         raise UpstreamError(f"Strapi refused to resolve the user's role ({answer.status}).")
-    body = answer.json()
+    try:
+        body = answer.json()
+    except ValueError:  # not JSON (e.g. an HTML page from something that is not Strapi)
+        raise UpstreamError("Strapi's answer about the user is not JSON.") from None
     role = body.get("role") if isinstance(body, dict) else None
     if not isinstance(role, dict) or not isinstance(role.get("type"), str):
         raise UpstreamError(

@@ -38,6 +38,8 @@ bp = Blueprint("content", __name__)
 # Request headers that change the answer: listed in Vary, part of the cache key.
 VARY_HEADERS = (*FORWARDED_REQUEST_HEADERS, "Authorization")
 VARY_VALUE = ", ".join(VARY_HEADERS)
+# The one value of each publication parameter that keeps drafts out of Strapi's answer.
+_NOT_DRAFTS = {"status": "published", "publicationState": "live"}
 
 
 @bp.get("/api/<collection>")
@@ -58,12 +60,20 @@ def canonical_query() -> list[tuple[str, str]]:
 
 
 def draft_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The query parameters that would make Strapi return drafts."""
-    return [
-        (name, value)
-        for name, value in params
-        if (name == "status" and value != "published") or (name == "publicationState" and value != "live")
-    ]
+    """The query parameters that would make Strapi return drafts.
+
+    Strapi (qs) reads a repeated ``status`` or a bracketed one (``status[0]``) as an array or an
+    object, which is not ``published`` either: those count too.
+    """
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, value in params:
+        base = name.split("[", 1)[0]
+        if base in _NOT_DRAFTS:
+            if name != base or value != _NOT_DRAFTS[base] or base in seen:
+                found.append((name, value))
+            seen.add(base)
+    return found
 
 
 def refuse_drafts(params: list[tuple[str, str]]) -> None:

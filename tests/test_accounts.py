@@ -140,3 +140,13 @@ def test_me_needs_a_token(client: FlaskClient, strapi: responses.RequestsMock) -
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
     assert len(strapi.calls) == 0
+
+
+@pytest.mark.parametrize("data", ["[" * 100_000, '{"a":' * 100_000])
+def test_a_body_nested_too_deeply_is_400_not_500(
+    data: str, client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    response = client.post("/api/auth/local", data=data, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_request"
+    assert len(strapi.calls) == 0

@@ -421,3 +421,24 @@ def test_signed_in_strapi_errors_pass_through_uncached(
     assert response.status_code == 403
     assert response.get_json()["error"]["name"] == "ForbiddenError"
     assert response.headers["Cache-Control"] == "private, no-store"
+
+
+@pytest.mark.parametrize("query", ["status=published&status=published", "status[0]=published"])
+def test_reader_cannot_get_drafts_with_a_status_strapi_reads_as_an_array(
+    query: str, client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    serve_users(strapi)
+    strapi.get(LIST, json=strapi_list("Draft"))
+    response = client.get(f"/api/articles?{query}", headers=bearer(legacy_token(1)))
+    assert response.status_code == 403
+    assert strapi_paths(strapi) == ["/api/users/1?populate=role"]  # no content call
+
+
+@pytest.mark.parametrize("body", [b"<html>not Strapi</html>", b"\xff\xfe{"])
+def test_a_user_answer_that_is_not_json_is_502_not_500(
+    body: bytes, client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    strapi.get(f"{STRAPI}/api/users/1", body=body, content_type="text/html")
+    response = client.get("/api/me", headers=bearer(legacy_token(1)))
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "upstream_error"

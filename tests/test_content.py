@@ -198,3 +198,21 @@ def test_if_none_match_weak_list_and_star_forms(client: FlaskClient, strapi: res
         assert response.status_code == 304, header
         assert response.headers["ETag"] == etag
         assert response.headers["X-Cache"] == "HIT"
+
+
+def test_repeated_or_bracketed_status_never_reaches_strapi_for_anonymous_callers(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    # Strapi parses these into an array or object, which is not 'published', so it returns drafts.
+    for query in (
+        "status=published&status=published",
+        "status[0]=published",
+        "status[]=published",
+        "status[x]=published",
+        "publicationState[0]=live",
+        "publicationState=live&publicationState=live",
+    ):
+        response = client.get(f"/api/articles?{query}")
+        assert response.status_code == 400, query
+        assert response.get_json()["error"]["code"] == "drafts_not_allowed"
+    assert len(strapi.calls) == 0
