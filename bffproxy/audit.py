@@ -25,7 +25,6 @@ from typing import Any
 
 from flask import Flask, Response, g
 
-from .auth import current_identity
 from .request_id import current_request_id
 
 log = logging.getLogger("bffproxy.audit")
@@ -78,11 +77,12 @@ def outcome_for(status: int) -> str:
 
 
 def _identity() -> Any:
-    """The authenticated user, if auth ran and found one."""
-    try:
-        return current_identity()
-    except Exception:  # auth itself failed: audit the attempt anyway
-        return None
+    """The authenticated user, if auth ran and found one.
+
+    Only what auth.current_identity() already resolved for this request: calling it again after it
+    failed would repeat the role look-up in Strapi (a second timeout before the error is answered).
+    """
+    return g.get("bffproxy_identity")
 
 
 def record_for(entry: AuditEntry, status: int) -> dict[str, Any]:

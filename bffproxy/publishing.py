@@ -158,7 +158,7 @@ def writable(
     spec = spec_for(collection)
     if spec is None or not current_tenant().exposes(collection):
         raise NotFound(f"There is no writable collection '{collection}'.")
-    if document_id is not None and not DOCUMENT_ID.match(document_id):
+    if document_id is not None and not DOCUMENT_ID.fullmatch(document_id):  # match() lets "id\n" through
         raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
     if needs_drafts and not spec.draft_and_publish:
         raise NoDraftAndPublish(
@@ -176,6 +176,8 @@ def json_body() -> Any:
         return json.loads(raw)
     except ValueError as exc:  # also UnicodeDecodeError
         raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:  # "[[[[..." nested deeper than the parser can go
+        raise BadRequest("The body is not valid JSON: it is nested too deeply.") from exc
 
 
 def prepared(spec: CollectionSpec, data: dict[str, Any], action: str) -> dict[str, Any]:
@@ -365,9 +367,10 @@ def find_created(
 ) -> StrapiResponse | None:
     """The document an earlier attempt with this key created, or None if it created nothing.
 
-    The slug rules.py derived from the key is unique, so finding it is proof. A slug the client chose
-    is not: then the document must also hold exactly the sent values and be created after the key's
-    first attempt began.
+    The slug rules.py derived from the key is unique while the key lives, so finding it on a document
+    created after the key's first attempt began is proof (a key reused after its TTL derives the same
+    slug again). A slug the client chose is not: then the document must also hold exactly the sent
+    values.
     """
     slug_name = uid_field(spec)
     slug = data.get(slug_name) if slug_name else None
@@ -381,7 +384,14 @@ def find_created(
         raise UpstreamError(f"Strapi refused the reconciliation look-up ({answer.status}).")
     items = (answer.json() or {}).get("data") or []
     derived = slug_name not in (body.get("data", body) if isinstance(body, dict) else {})
-    found = next((item for item in items if derived or same_document(item, data, claim)), None)
+    found = next(
+        (
+            item
+            for item in items
+            if (derived and created_since_first_attempt(item, claim)) or same_document(item, data, claim)
+        ),
+        None,
+    )
     if found is None:
         return None
     if publish and spec.draft_and_publish:  # the first attempt may have stopped before publishing
@@ -393,10 +403,15 @@ def find_created(
     return StrapiResponse(201, json.dumps({"data": found, "meta": {}}).encode())
 
 
+def created_since_first_attempt(item: dict[str, Any], claim: Claim) -> bool:
+    """True when ``item`` was created after the key's first attempt began, not by an expired use of it."""
+    created = parse_time(item.get("createdAt"))
+    return created is not None and created >= claim.record.started_at - RECONCILE_CLOCK_SKEW
+
+
 def same_document(item: dict[str, Any], data: dict[str, Any], claim: Claim) -> bool:
     """True when ``item`` holds the sent scalar values and was created after the first attempt."""
-    created = parse_time(item.get("createdAt"))
-    if created is None or created < claim.record.started_at - RECONCILE_CLOCK_SKEW:
+    if not created_since_first_attempt(item, claim):
         return False
     scalars = {k: v for k, v in data.items() if isinstance(v, (str, bool, int, float)) or v is None}
     return all(item.get(k) == v for k, v in scalars.items() if k in item)

@@ -41,6 +41,30 @@ SLUG_BASE_MAX = 120
 
 _SCRIPT_ELEMENT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
 _SCRIPT_TAG = re.compile(r"</?script\b[^>]*>?", re.IGNORECASE)
+# Latin letters NFKD does not decompose: without this, slugify would drop them ("Łódź" -> "odz").
+_TRANSLITERATE = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "SS",
+        "Æ": "AE",
+        "æ": "ae",
+        "Œ": "OE",
+        "œ": "oe",
+        "Ø": "O",
+        "ø": "o",
+        "Ł": "L",
+        "ł": "l",
+        "Đ": "D",
+        "đ": "d",
+        "Ð": "D",
+        "ð": "d",
+        "Þ": "TH",
+        "þ": "th",
+        "\u0131": "i",  # dotless i
+        "Ħ": "H",
+        "ħ": "h",
+    }
+)
 
 
 class User(Protocol):
@@ -91,7 +115,9 @@ def strip_script_tags(ctx: WriteContext, data: dict[str, Any]) -> dict[str, Any]
 
 def slugify(text: str) -> str:
     """ASCII, lower-case, words joined by single dashes (what Strapi's admin UI would make)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    ascii_text = (
+        unicodedata.normalize("NFKD", text.translate(_TRANSLITERATE)).encode("ascii", "ignore").decode()
+    )
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     return slug[:SLUG_BASE_MAX].rstrip("-")
 

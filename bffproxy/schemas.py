@@ -32,15 +32,26 @@ def _messages(**extra: str) -> dict[str, str | list[Any] | dict[Any, Any]]:
     return {"required": REQUIRED, "null": NOT_NULL, **extra}
 
 
+class Utf16Length(validate.Validator):
+    """A length range as Strapi (yup, JavaScript) counts it: UTF-16 code units, an emoji counts twice."""
+
+    def __init__(self, *, min: int, max: int, error: str) -> None:
+        self.min, self.max, self.message = min, max, error
+
+    def __call__(self, value: str) -> str:
+        units = len(value.encode("utf-16-le", "surrogatepass")) // 2
+        if not self.min <= units <= self.max:
+            raise ValidationError(self.message)
+        return value
+
+
 def text(*, max_length: int | None = None, required: bool = False, **metadata: Any) -> fields.String:
     """A Strapi string/text/richtext field: a JSON string, optionally capped."""
     checks = []
     if max_length is not None:
         limit = f"1 to {max_length}" if required else f"at most {max_length}"
         checks.append(
-            validate.Length(
-                min=1 if required else 0, max=max_length, error=f"Must be {limit} characters long."
-            )
+            Utf16Length(min=1 if required else 0, max=max_length, error=f"Must be {limit} characters long.")
         )
     return fields.String(
         required=required,

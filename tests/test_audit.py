@@ -154,3 +154,14 @@ def test_the_line_is_bare_json_when_nothing_else_configured_logging(monkeypatch:
     record = logging.LogRecord("bffproxy.audit", logging.INFO, __file__, 1, '{"a":1}', None, None)
     assert handler.format(record) == '{"a":1}'
     assert logger.propagate is False
+
+
+def test_auditing_a_failed_role_look_up_does_not_ask_strapi_again(
+    client: FlaskClient, strapi: Any, lines: Any
+) -> None:
+    strapi.get(f"{STRAPI}/api/users/{EDITOR}", body=requests.exceptions.ReadTimeout("read timed out"))
+    answer = client.delete(f"/api/articles/{DOC}", headers=bearer(EDITOR))
+    assert answer.status_code == 504
+    assert len([c for c in strapi.calls if "/api/users/" in c.request.url]) == 1
+    (line,) = lines()
+    assert (line["outcome"], line["status"]) == ("failed", 504)

@@ -417,3 +417,17 @@ def test_store_records_survive_a_new_app(config: dict[str, Any], strapi: Any) ->
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert len(posts(strapi)) == 1
     assert json.loads(replay.data)["data"]["documentId"] == DOC
+
+
+def test_a_derived_slug_left_by_an_expired_use_of_the_key_is_not_ours(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    """A key reused after its TTL derives the same slug: the old document must not pass for the new one."""
+    clock.now = 1_795_000_000.0  # 2026-11-18T11:06:40Z
+    slug = time_out_first_create(client, strapi, editor)
+    from_yesterday = document(title="Hello", slug=slug, createdAt="2026-11-17T09:00:00.000Z")["data"]
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [from_yesterday], "meta": {}})
+    strapi.replace(responses.POST, f"{STRAPI}/api/articles", json=document(slug=slug), status=201)
+    clock.advance(11)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+    assert len(posts(strapi)) == 2  # the old document was not this key's: create

@@ -414,3 +414,24 @@ def test_a_refused_write_invalidates_nothing(client: FlaskClient, strapi: Any, e
     strapi.post(f"{STRAPI}/api/articles", json={"error": {"status": 400}}, status=400)
     client.post("/api/articles", json={"data": {"title": "t"}}, headers=editor)
     assert client.get("/api/articles").headers["X-Cache"] == "HIT"
+
+
+# -- review: bad input and documentId shapes -------------------------------------------------------
+
+
+def test_deeply_nested_json_is_400_not_500(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    answer = client.post("/api/articles/publish", data="[" * 100_000, headers=editor)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "bad_request"
+    assert writes(strapi) == []
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+def test_document_id_with_a_trailing_newline_is_404_and_never_sent(
+    client: FlaskClient, strapi: Any, editor: Any, method: str
+) -> None:
+    answer = client.open(
+        f"/api/articles/{DOC}%0A", method=method, json={"data": {"excerpt": "e"}}, headers=editor
+    )
+    assert answer.status_code == 404
+    assert writes(strapi) == []

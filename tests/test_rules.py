@@ -132,3 +132,12 @@ def test_bad_author_fields_setting_fails_at_start(config: dict[str, Any], raw: s
     config["AUTHOR_FIELDS"] = raw
     with pytest.raises(ConfigError, match="BFFPROXY_AUTHOR_FIELDS"):
         create_app(config)
+
+
+@pytest.mark.parametrize(
+    ("title", "slug"),
+    [("Größe", "grosse"), ("Łódź", "lodz"), ("Smørrebrød", "smorrebrod"), ("Œuvre", "oeuvre")],
+)
+def test_slugify_keeps_latin_letters_without_a_decomposition(title: str, slug: str) -> None:
+    """ß, ø, ł, œ ... have no NFKD decomposition: they must be transliterated, not dropped."""
+    assert slugify(title) == slug

@@ -172,3 +172,15 @@ def test_field_errors_flattens_nested_messages() -> None:
         {"field": "data.title", "message": "b"},
         {"field": "data", "message": "c"},
     ]
+
+
+def test_max_length_counts_utf16_units_like_strapi() -> None:
+    """Strapi (yup) measures JavaScript string length: a character outside the BMP counts twice."""
+    assert load_flat(ARTICLES, {"title": "é" * 200})["title"] == "é" * 200
+    assert load_flat(ARTICLES, {"title": "\U0001f600" * 100})["title"] == "\U0001f600" * 100
+    assert problems(load_flat, ARTICLES, {"title": "\U0001f600" * 101}) == {
+        "title": "Must be 1 to 200 characters long."
+    }
+    assert "data.name" in problems(
+        load_wrapped, CATEGORIES, {"data": {"name": "\U0001f600" * 128}}, partial=False
+    )
