@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from .bodies import json_or_none
 from .errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from .invalidation import purge
 from .settings import as_str, env_name
@@ -60,7 +61,7 @@ def _optional(body: dict[str, Any], name: str, kind: type) -> Any:
 @bp.post("/cache/purge")
 def purge_cache() -> Response:
     """Purge a collection, one document, or everything of this tenant."""
-    body = request.get_json(force=True, silent=True)
+    body = json_or_none(force=True)
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     unknown = sorted(set(body) - PURGE_FIELDS)

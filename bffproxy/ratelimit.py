@@ -2,8 +2,9 @@
 
 ``10/60``: at most 10 requests per client address and bucket in a window of 60 s that opens with
 the client's first request (as Strapi's own limiter does, so a burst cannot straddle two windows).
-Counted in Redis (``INCR`` + ``EXPIRE NX``, one round trip) when ``BFFPROXY_REDIS_URL`` is set, else
-in ``flock``-ed stripe files under ``BFFPROXY_CACHE_DIR`` (every worker of one machine).
+Counted in Redis (``SET NX EX`` + ``INCR`` in one transaction, any Redis since 2.6.12) when
+``BFFPROXY_REDIS_URL`` is set, else in ``flock``-ed stripe files under ``BFFPROXY_CACHE_DIR`` (every
+worker of one machine).
 flask-limiter was not used: its storage (the ``limits`` package) has no file backend, so the
 embedded, Redis-less mode would count per worker.
 
@@ -74,13 +75,13 @@ class RedisCounter:
         self.prefix = prefix
 
     def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
-        """INCR the key; the first hit sets its expiry, which closes the window."""
+        """INCR the key; the first hit creates it with its expiry, which closes the window."""
         name = f"{self.prefix}rate:{key}:{window}"
         pipe = self.client.pipeline()
+        pipe.set(name, 0, ex=window, nx=True)  # not EXPIRE NX: that needs Redis 7
         pipe.incr(name)
-        pipe.expire(name, window, nx=True)
         pipe.pttl(name)
-        count, _, pttl = pipe.execute()
+        _, count, pttl = pipe.execute()
         return int(count), max(0, int(pttl)) / 1000
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from .bodies import json_or_none
 from .errors import ApiError, BadRequest, Unauthorized
 from .invalidation import purge
 from .settings import ConfigError, as_mapping, as_str, env_name
@@ -137,7 +138,7 @@ def strapi_webhook() -> Response:
     """Receive one Strapi webhook and invalidate what it changed."""
     try:
         _authenticate()
-        body, status = _apply(Delivery.parse(request.get_json(force=True, silent=True)))
+        body, status = _apply(Delivery.parse(json_or_none(force=True)))
     except ApiError as exc:
         log.warning("webhook refused with %s (%s): %s", exc.status, exc.code, exc.message)
         raise

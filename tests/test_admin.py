@@ -128,3 +128,9 @@ def test_a_bad_scope_is_422(client: FlaskClient, body: dict[str, Any]) -> None:
     response = purge(client, body)
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "validation_failed"
+
+
+def test_a_body_nested_too_deeply_is_400_not_500(client: FlaskClient) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    response = client.post("/admin/cache/purge", data="{" * 100_000, headers=headers)
+    assert response.status_code == 400

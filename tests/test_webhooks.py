@@ -248,3 +248,13 @@ def test_one_log_line_per_delivery(client: FlaskClient, caplog: pytest.LogCaptur
         "webhook refused with 401 (unauthorized): Missing or wrong X-Webhook-Secret.",
         f"webhook entry.update user {DOC} -> invalidated nothing",
     ]
+
+
+def test_a_body_nested_too_deeply_is_400_not_500(client: FlaskClient) -> None:
+    response = client.post(
+        "/webhooks/strapi",
+        data="[" * 100_000,
+        headers={"X-Webhook-Secret": SECRET, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_request"
