@@ -377,14 +377,10 @@ class ContentCache:
 
     def serve(self, tenant: str, collection: str, signature: str, policy: Freshness, load: Loader) -> Served:
         """Answer from the cache when allowed, else fetch once (single-flight) and store."""
-        if policy.ttl <= 0:
+        located = self._locate(tenant, collection, signature, policy)
+        if located is None:  # caching off for this collection, or the store is down
             return Served(load(), "BYPASS")
-        try:
-            key = self.key_for(tenant, collection, signature)
-        except StoreUnavailable:
-            return Served(load(), "BYPASS")
-        now = self.clock()
-        entry = self._lookup(key, policy, now)
+        key, entry, now = located
         if entry is not None:
             age = entry.age(now)
             if age < policy.ttl:
@@ -400,8 +396,10 @@ class ContentCache:
                 return Served(entry, "STALE")
             raise
 
-    def fresh_entry(self, tenant: str, collection: str, signature: str, policy: Freshness) -> Entry | None:
-        """A fresh entry for this request, else None (miss, stale, store down): then call serve()."""
+    def _locate(
+        self, tenant: str, collection: str, signature: str, policy: Freshness
+    ) -> tuple[str, Entry | None, float] | None:
+        """The request's key, its entry if any, and now; None when the cache cannot be used."""
         if policy.ttl <= 0:
             return None
         try:
@@ -409,7 +407,14 @@ class ContentCache:
         except StoreUnavailable:
             return None
         now = self.clock()
-        entry = self._lookup(key, policy, now)
+        return key, self._lookup(key, policy, now), now
+
+    def fresh_entry(self, tenant: str, collection: str, signature: str, policy: Freshness) -> Entry | None:
+        """A fresh entry for this request, else None (miss, stale, store down): then call serve()."""
+        located = self._locate(tenant, collection, signature, policy)
+        if located is None:
+            return None
+        _, entry, now = located
         return entry if entry is not None and entry.age(now) < policy.ttl else None
 
     def _fetch_once(self, key: str, policy: Freshness, load: Loader) -> Served:
@@ -595,16 +600,19 @@ def redis_client(app: Flask) -> Any:
     return client
 
 
+def shared_locks(app: Flask, folder: str, stripes: int = 1024) -> FlightLocks:
+    """Locks shared like the store: Redis locks with BFFPROXY_REDIS_URL, else flock stripes in ``folder``."""
+    if app.config["REDIS_URL"]:
+        return RedisFlightLocks(redis_client(app), app.config["CACHE_KEY_PREFIX"])
+    return FileFlightLocks(os.path.join(app.config["CACHE_DIR"], folder), stripes=stripes)
+
+
 def init_app(app: Flask) -> None:
     """Configure Flask-Caching and build the content cache with its single-flight locks."""
     _configure(app)
     flask_cache.init_app(app, config=flask_caching_config(app.config))
     store = flask_cache.cache
-    locks: FlightLocks
-    if app.config["REDIS_URL"]:
-        locks = RedisFlightLocks(redis_client(app), app.config["CACHE_KEY_PREFIX"])
-    else:
-        locks = FileFlightLocks(os.path.join(app.config["CACHE_DIR"], "locks"))
+    locks = shared_locks(app, "locks")
     app.extensions["bffproxy.freshness"] = _resolve_freshness(app.config)
     app.extensions["bffproxy.cache"] = ContentCache(
         store,

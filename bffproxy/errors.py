@@ -62,10 +62,6 @@ class Conflict(ApiError):
     status, code, message = 409, "conflict", "The request conflicts with one in progress."
 
 
-class PayloadTooLarge(ApiError):
-    status, code, message = 413, "payload_too_large", "The request body is too large."
-
-
 class UnsupportedMediaType(ApiError):
     status, code, message = 415, "unsupported_media_type", "The body must be application/json."
 

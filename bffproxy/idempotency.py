@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from .caching import FileFlightLocks, FlightLock, FlightLocks, RedisFlightLocks, redis_client
+from .caching import FlightLock, FlightLocks, shared_locks
 from .errors import ApiError, BadRequest, Conflict, ServiceUnavailable, Unprocessable
 from .settings import as_number, env_name
 
@@ -289,11 +288,7 @@ def init_app(app: Flask) -> None:
     config.setdefault("IDEMPOTENCY_SETTLE", config["STRAPI_READ_TIMEOUT"])
     config["IDEMPOTENCY_TTL"] = as_number(config, "IDEMPOTENCY_TTL", int, minimum=1)
     config["IDEMPOTENCY_SETTLE"] = as_number(config, "IDEMPOTENCY_SETTLE", float, minimum=0)
-    locks: FlightLocks
-    if config["REDIS_URL"]:
-        locks = RedisFlightLocks(redis_client(app), config["CACHE_KEY_PREFIX"])
-    else:
-        locks = FileFlightLocks(os.path.join(config["CACHE_DIR"], "idempotency-locks"), stripes=256)
+    locks = shared_locks(app, "idempotency-locks", stripes=256)
     content = app.extensions.get("bffproxy.cache")
     if content is None:
         raise RuntimeError(f"caching.init_app must run before idempotency.init_app ({env_name('CACHE_DIR')})")

@@ -25,7 +25,6 @@ reached Strapi without an answer is a 504 (timeout) or 502 whose message says th
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
@@ -34,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt as pyjwt
 from flask import Blueprint, Flask, Response, current_app, request
 
 from . import audit, idempotency, rules
@@ -493,10 +493,9 @@ class AdminSession:
 def jwt_expiry(token: str) -> float | None:
     """The ``exp`` of a JWT, read without checking it (Strapi checks it; we only plan renewal)."""
     try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = pyjwt.decode(token, options={"verify_signature": False})
         return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
+    except (pyjwt.PyJWTError, KeyError, TypeError, ValueError):
         return None
 
 
