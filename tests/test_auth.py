@@ -294,11 +294,10 @@ def test_signed_in_answers_never_poison_the_anonymous_cache(
     client: FlaskClient, strapi: responses.RequestsMock
 ) -> None:
     serve_users(strapi)
-    strapi.get(
-        LIST, json=strapi_list("Private"), match=[responses.matchers.header_matcher(bearer(legacy_token(1)))]
-    )
+    token = legacy_token(1)  # minted once: a second mint may fall in the next second
+    strapi.get(LIST, json=strapi_list("Private"), match=[responses.matchers.header_matcher(bearer(token))])
     strapi.get(LIST, json=strapi_list("Public"))
-    assert client.get("/api/articles", headers=bearer(legacy_token(1))).get_json() == strapi_list("Private")
+    assert client.get("/api/articles", headers=bearer(token)).get_json() == strapi_list("Private")
     anonymous = client.get("/api/articles")
     assert anonymous.get_json() == strapi_list("Public")
     assert anonymous.headers["X-Cache"] == "MISS"
@@ -313,31 +312,37 @@ def role_cached(config: dict[str, Any], clock: Any) -> FlaskClient:
     return application.test_client()
 
 
-def _answers_by_caller(strapi: responses.RequestsMock) -> None:
-    """Strapi answers each caller differently, so a shared entry would show."""
+def _answers_by_caller(strapi: responses.RequestsMock) -> dict[int, str]:
+    """Strapi answers each caller differently, so a shared entry would show.
+
+    Returns the tokens the answers are matched on: minting "the same" token again later could
+    cross a second boundary and give a different iat/exp, which no answer would match.
+    """
     serve_users(strapi)
     header = responses.matchers.header_matcher
     strapi.get(LIST, json=strapi_list("As service"), match=[header(bearer("server-api-token"))])
-    for user_id, role in (("1", "reader"), ("2", "editor"), ("3", "reader2")):
-        token = legacy_token(int(user_id))
-        strapi.get(LIST, json=strapi_list(f"As {role}"), match=[header(bearer(token))])
+    tokens = {}
+    for user_id, role in ((1, "reader"), (2, "editor"), (3, "reader2")):
+        tokens[user_id] = legacy_token(user_id)
+        strapi.get(LIST, json=strapi_list(f"As {role}"), match=[header(bearer(tokens[user_id]))])
     strapi.get(LIST, json=strapi_list("Public"))
+    return tokens
 
 
 def test_role_cacheable_reads_are_cached_per_role_never_under_the_anonymous_key(
     role_cached: FlaskClient, strapi: responses.RequestsMock
 ) -> None:
-    _answers_by_caller(strapi)
+    tokens = _answers_by_caller(strapi)
     strapi.get(f"{STRAPI}/api/users/3", json=user_body("3", role="authenticated"))
-    reader = role_cached.get("/api/articles", headers=bearer(legacy_token(1)))
+    reader = role_cached.get("/api/articles", headers=bearer(tokens[1]))
     assert (reader.headers["X-Cache"], reader.get_json()) == ("MISS", strapi_list("As reader"))
     assert reader.headers["Cache-Control"] == "private, no-store"
     anonymous = role_cached.get("/api/articles")
     assert (anonymous.headers["X-Cache"], anonymous.get_json()) == ("MISS", strapi_list("Public"))
-    editor = role_cached.get("/api/articles", headers=bearer(legacy_token(2)))
+    editor = role_cached.get("/api/articles", headers=bearer(tokens[2]))
     assert (editor.headers["X-Cache"], editor.get_json()) == ("MISS", strapi_list("As editor"))
     # Another user with the reader's role shares the reader's entry; the public keeps its own.
-    same_role = role_cached.get("/api/articles", headers=bearer(legacy_token(3)))
+    same_role = role_cached.get("/api/articles", headers=bearer(tokens[3]))
     assert (same_role.headers["X-Cache"], same_role.get_json()) == ("HIT", strapi_list("As reader"))
     again = role_cached.get("/api/articles")
     assert (again.headers["X-Cache"], again.get_json()) == ("HIT", strapi_list("Public"))
@@ -346,9 +351,9 @@ def test_role_cacheable_reads_are_cached_per_role_never_under_the_anonymous_key(
 def test_anonymous_entry_is_not_served_to_signed_in_callers(
     role_cached: FlaskClient, strapi: responses.RequestsMock
 ) -> None:
-    _answers_by_caller(strapi)
+    tokens = _answers_by_caller(strapi)
     assert role_cached.get("/api/articles").headers["X-Cache"] == "MISS"
-    reader = role_cached.get("/api/articles", headers=bearer(legacy_token(1)))
+    reader = role_cached.get("/api/articles", headers=bearer(tokens[1]))
     assert (reader.headers["X-Cache"], reader.get_json()) == ("MISS", strapi_list("As reader"))
 
 
@@ -387,8 +392,8 @@ def test_reader_gets_403_naming_the_drafts_role(
 def test_editor_drafts_are_fetched_with_the_server_token_and_kept_private(
     role_cached: FlaskClient, strapi: responses.RequestsMock
 ) -> None:
-    _answers_by_caller(strapi)
-    response = role_cached.get("/api/articles?status=draft", headers=bearer(legacy_token(2)))
+    tokens = _answers_by_caller(strapi)
+    response = role_cached.get("/api/articles?status=draft", headers=bearer(tokens[2]))
     assert response.status_code == 200
     assert response.get_json() == strapi_list("As service")
     assert response.headers["Cache-Control"] == "private, no-store"
@@ -396,8 +401,8 @@ def test_editor_drafts_are_fetched_with_the_server_token_and_kept_private(
     # Nobody else reaches that entry: the anonymous caller is refused, the reader gets 403,
     # and the editor's own non-draft read is a different entry.
     assert role_cached.get("/api/articles?status=draft").status_code == 400
-    assert role_cached.get("/api/articles?status=draft", headers=bearer(legacy_token(1))).status_code == 403
-    plain = role_cached.get("/api/articles", headers=bearer(legacy_token(2)))
+    assert role_cached.get("/api/articles?status=draft", headers=bearer(tokens[1])).status_code == 403
+    plain = role_cached.get("/api/articles", headers=bearer(tokens[2]))
     assert plain.get_json() == strapi_list("As editor")
 
 

@@ -24,17 +24,28 @@ def test_etag_304_and_age(bff: Gunicorn) -> None:
 
 
 def test_cold_stampede_reaches_strapi_once(bff: Gunicorn, strapi_live: Strapi) -> None:
-    """64 concurrent requests for one cold key, over both workers: one Strapi request."""
-    marker = uuid.uuid4().hex
-    url = f"{bff.url}/api/articles?filters[title][$containsi]={marker}&populate=category"
-    with ThreadPoolExecutor(max_workers=64) as pool:
-        answers = list(
-            pool.map(lambda _: requests.get(url, headers={"Connection": "close"}, timeout=30), range(64))
-        )
-    assert {a.status_code for a in answers} == {200}
-    assert sorted({a.headers["X-Cache"] for a in answers}) == ["HIT", "MISS"]
-    assert len({a.headers["X-BFF-Worker"] for a in answers}) == 2
-    assert strapi_live.count_requests(marker) == 1
+    """64 concurrent requests for one cold key, over both workers: one Strapi request.
+
+    Hits are fast enough that one worker sometimes drains all 64 connections; each attempt uses a
+    new cold key and must reach Strapi once, until an attempt has spread over both workers.
+    """
+    workers: set[str] = set()
+    for _ in range(5):
+        marker = uuid.uuid4().hex
+        url = f"{bff.url}/api/articles?filters[title][$containsi]={marker}&populate=category"
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            answers = list(
+                pool.map(
+                    lambda _, u=url: requests.get(u, headers={"Connection": "close"}, timeout=30), range(64)
+                )
+            )
+        assert {a.status_code for a in answers} == {200}
+        assert sorted({a.headers["X-Cache"] for a in answers}) == ["HIT", "MISS"]
+        assert strapi_live.count_requests(marker) == 1
+        workers = {a.headers["X-BFF-Worker"] for a in answers}
+        if len(workers) == 2:
+            break
+    assert len(workers) == 2, "no attempt spread over both workers"
 
 
 def test_stale_if_error_with_strapi_stopped(start_bff: Callable[..., Gunicorn], strapi_live: Strapi) -> None:

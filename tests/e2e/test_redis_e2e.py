@@ -62,20 +62,25 @@ def test_cold_stampede_over_two_instances_reaches_strapi_once(
     start_bff: Callable[..., Gunicorn], redis_server: RedisServer, strapi_live: Strapi
 ) -> None:
     instances = [start_bff(REDIS_URL=redis_server.url) for _ in range(2)]
-    marker = uuid.uuid4().hex
-    barrier = threading.Barrier(64)
+    workers: set[str] = set()
+    for _ in range(5):  # fast hits can leave a worker idle: retry with a new cold key until spread
+        marker = uuid.uuid4().hex
+        barrier = threading.Barrier(64)
 
-    def one(i: int) -> requests.Response:
-        barrier.wait()
-        return fetch(f"{instances[i % 2].url}/api/articles?filters[title][$containsi]={marker}")
+        def one(i: int, marker: str = marker, barrier: threading.Barrier = barrier) -> requests.Response:
+            barrier.wait()
+            return fetch(f"{instances[i % 2].url}/api/articles?filters[title][$containsi]={marker}")
 
-    with ThreadPoolExecutor(64) as pool:
-        answers = list(pool.map(one, range(64)))
-    assert {r.status_code for r in answers} == {200}
-    assert len({r.content for r in answers}) == 1
-    assert len({r.headers["X-BFF-Worker"] for r in answers}) >= 3  # spread over both instances' workers
-    # Strapi logs a request before it sends the answer, so every request it served is logged by now.
-    assert strapi_live.count_requests(marker) == 1
+        with ThreadPoolExecutor(64) as pool:
+            answers = list(pool.map(one, range(64)))
+        assert {r.status_code for r in answers} == {200}
+        assert len({r.content for r in answers}) == 1
+        # Strapi logs a request before it sends the answer, so every request it served is logged by now.
+        assert strapi_live.count_requests(marker) == 1
+        workers = {r.headers["X-BFF-Worker"] for r in answers}
+        if len(workers) >= 3:
+            break
+    assert len(workers) >= 3, "no attempt spread over both instances' workers"
 
 
 def test_redis_down_bypasses_the_cache_and_logs_once_per_interval(
