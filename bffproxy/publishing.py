@@ -11,7 +11,7 @@ server's API token, never the caller's):
 * ``POST /api/<collection>/<documentId>/publish`` -- publish the draft (``PUT ?status=published``).
 * ``POST /api/<collection>/<documentId>/unpublish`` -- Strapi 5 has no REST unpublish, so this goes
   through the admin Content-Manager API (``POST /content-manager/collection-types/<uid>/<id>/actions/
-  unpublish``) with an admin session opened with ``BFFPROXY_STRAPI_ADMIN_EMAIL`` and
+  unpublish``) with an admin session (strapi_admin.py) opened with ``BFFPROXY_STRAPI_ADMIN_EMAIL`` and
   ``BFFPROXY_STRAPI_ADMIN_PASSWORD``; without them the route answers 501 and says so.
 * ``DELETE /api/<collection>/<documentId>`` -- delete the document (draft and published versions).
 
@@ -27,26 +27,22 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import jwt as pyjwt
 from flask import Blueprint, Flask, Response, current_app, request
 
-from . import audit, idempotency, rules
+from . import audit, idempotency, rules, strapi_admin
 from .auth import current_identity, require_permission
 from .caching import StoreUnavailable
 from .content import forwarded_headers
-from .errors import ApiError, BadRequest, NotFound, NotImplementedYet, UnsupportedMediaType, UpstreamError
+from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType, UpstreamError
 from .idempotency import Claim, StoredAnswer, idempotency_store
 from .invalidation import DOCUMENT_ID, invalidate_collection
 from .schemas import CollectionSpec, fields_with, load_flat, load_wrapped, spec_for
-from .settings import ConfigError, as_str, env_name
 from .strapi import StrapiResponse
-from .tenants import Tenant, current_tenant
+from .strapi_admin import AdminLoginFailed, admin_session
+from .tenants import current_tenant
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +56,11 @@ ACTIONS = {
     "publishing.unpublish": "unpublish",
     "publishing.delete": "delete",
 }
-ADMIN_TOKEN_MARGIN = 60.0  # seconds before its expiry an admin token is renewed
 RECONCILE_CLOCK_SKEW = 60.0  # seconds of clock difference tolerated between bffproxy and Strapi
 
 
 class NoDraftAndPublish(BadRequest):
     code = "no_draft_and_publish"
-
-
-class AdminLoginFailed(UpstreamError):
-    """The admin session could not be opened, so the write itself was never sent."""
-
-    code = "admin_login_failed"
 
 
 class OutcomeUnknown(ApiError):
@@ -442,79 +431,6 @@ def find_unpublished(spec: CollectionSpec, document_id: str) -> StrapiResponse |
     return StrapiResponse(200, draft.body, draft.content_type) if draft.ok else None
 
 
-# -- the admin session for unpublish -------------------------------------------------------------
-
-
-@dataclass
-class AdminSession:
-    """An admin-panel session on the tenant's Strapi, for what its REST API cannot do."""
-
-    email: str
-    password: str
-    token: str = ""
-    expires_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def call(self, method: str, path: str, body: Any) -> StrapiResponse:
-        """One admin API call; a 401 (expired session) logs in again once: it was not executed."""
-        answer = self._send(method, path, body, self._token())
-        if answer.status == 401:
-            self.token = ""
-            answer = self._send(method, path, body, self._token())
-        return answer
-
-    def _send(self, method: str, path: str, body: Any, token: str) -> StrapiResponse:
-        client = current_tenant().strapi
-        headers = {**forwarded_headers(), **client.authorization(token)}
-        return client.request(method, path, json_body=body, headers=headers)
-
-    def _token(self) -> str:
-        with self.lock:
-            if not self.token or time.time() > self.expires_at - ADMIN_TOKEN_MARGIN:
-                self.token, self.expires_at = self._login()
-            return self.token
-
-    def _login(self) -> tuple[str, float]:
-        client = current_tenant().strapi
-        credentials = {"email": self.email, "password": self.password}
-        try:
-            answer = client.request("POST", "admin/login", json_body=credentials)
-        except ApiError as exc:
-            raise AdminLoginFailed(f"The admin login failed: {exc.message}") from exc
-        token = ((answer.json() or {}).get("data") or {}).get("token") if answer.ok else None
-        if not isinstance(token, str):
-            raise AdminLoginFailed(
-                f"Strapi refused the admin login ({answer.status}): check {env_name('STRAPI_ADMIN_EMAIL')} "
-                f"and {env_name('STRAPI_ADMIN_PASSWORD')}."
-            )
-        return token, jwt_expiry(token) or time.time() + 25 * 60
-
-
-def jwt_expiry(token: str) -> float | None:
-    """The ``exp`` of a JWT, read without checking it (Strapi checks it; we only plan renewal)."""
-    try:
-        claims = pyjwt.decode(token, options={"verify_signature": False})
-        return float(claims["exp"])
-    except (pyjwt.PyJWTError, KeyError, TypeError, ValueError):
-        return None
-
-
-def admin_session() -> AdminSession:
-    """The admin session of the current tenant; 501 when no admin credentials are configured."""
-    sessions: dict[str, AdminSession] = current_app.extensions["bffproxy.admin_sessions"]
-    tenant: Tenant = current_tenant()
-    config = current_app.config
-    if not config["STRAPI_ADMIN_EMAIL"]:
-        raise NotImplementedYet(
-            "Unpublishing is not available: Strapi 5 has no REST unpublish, only its admin "
-            f"Content-Manager API, and {env_name('STRAPI_ADMIN_EMAIL')} / "
-            f"{env_name('STRAPI_ADMIN_PASSWORD')} (an admin-panel user allowed to publish) are not set."
-        )
-    return sessions.setdefault(
-        tenant.name, AdminSession(config["STRAPI_ADMIN_EMAIL"], config["STRAPI_ADMIN_PASSWORD"])
-    )
-
-
 # -- audit and set-up ----------------------------------------------------------------------------
 
 
@@ -530,17 +446,8 @@ bp.after_request(audit.emit)
 
 
 def init_app(app: Flask) -> None:
-    """Validate the publishing settings and set up idempotency, rules and the audit log."""
-    config = app.config
-    for key in ("STRAPI_ADMIN_EMAIL", "STRAPI_ADMIN_PASSWORD"):
-        config.setdefault(key, "")
-        config[key] = as_str(config, key)
-    if bool(config["STRAPI_ADMIN_EMAIL"]) != bool(config["STRAPI_ADMIN_PASSWORD"]):
-        raise ConfigError(
-            f"{env_name('STRAPI_ADMIN_EMAIL')} and {env_name('STRAPI_ADMIN_PASSWORD')} go together: "
-            "set both or neither"
-        )
-    app.extensions["bffproxy.admin_sessions"] = {}
+    """Set up the admin session, idempotency, rules and the audit log."""
+    strapi_admin.init_app(app)
     rules.init_app(app)
     idempotency.init_app(app)
     audit.init_app(app)
