@@ -32,14 +32,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from . import audit, idempotency, rules, strapi_admin
+from . import audit, idempotency, reconciliation, rules, strapi_admin
 from .auth import current_identity, require_permission
 from .caching import StoreUnavailable
 from .content import forwarded_headers
-from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType, UpstreamError
+from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
 from .idempotency import Claim, StoredAnswer, idempotency_store
 from .invalidation import DOCUMENT_ID, invalidate_collection
-from .schemas import CollectionSpec, fields_with, load_flat, load_wrapped, spec_for
+from .schemas import CollectionSpec, load_flat, load_wrapped, spec_for
 from .strapi import StrapiResponse
 from .strapi_admin import AdminLoginFailed, admin_session
 from .tenants import current_tenant
@@ -56,7 +56,6 @@ ACTIONS = {
     "publishing.unpublish": "unpublish",
     "publishing.delete": "delete",
 }
-RECONCILE_CLOCK_SKEW = 60.0  # seconds of clock difference tolerated between bffproxy and Strapi
 
 
 class NoDraftAndPublish(BadRequest):
@@ -123,7 +122,10 @@ def unpublish(collection: str, document_id: str) -> Response:
     session = admin_session()
     path = f"content-manager/collection-types/{spec.uid}/{document_id}/actions/unpublish"
     return perform(
-        spec.name, None, lambda: session.call("POST", path, {}), lambda _: find_unpublished(spec, document_id)
+        spec.name,
+        None,
+        lambda: session.call("POST", path, {}),
+        lambda _: unpublish_reconciled(spec, document_id),
     )
 
 
@@ -340,49 +342,14 @@ def create(spec: CollectionSpec, body: Any, data: dict[str, Any], *, publish: bo
     path = f"api/{spec.name}"
 
     def reconcile(claim: Claim) -> StrapiResponse | None:
-        return find_created(spec, data, body, claim, publish=publish)
+        found = reconciliation.find_created(spec, data, body, claim)
+        return None if found is None else created_answer(spec, found, publish=publish)
 
     return perform(spec.name, body, lambda: service_call("POST", path, params, {"data": data}), reconcile)
 
 
-def uid_field(spec: CollectionSpec) -> str | None:
-    """The collection's uid (slug) field, which reconciliation looks documents up by."""
-    names = list(fields_with(spec.schema(), "uid_target"))
-    return names[0] if names else None
-
-
-def find_created(
-    spec: CollectionSpec, data: dict[str, Any], body: Any, claim: Claim, *, publish: bool
-) -> StrapiResponse | None:
-    """The document an earlier attempt with this key created, or None if it created nothing.
-
-    The slug rules.py derived from the key is unique while the key lives, so finding it on a document
-    created after the key's first attempt began is proof (a key reused after its TTL derives the same
-    slug again). A slug the client chose is not: then the document must also hold exactly the sent
-    values.
-    """
-    slug_name = uid_field(spec)
-    slug = data.get(slug_name) if slug_name else None
-    if not slug_name or not isinstance(slug, str):
-        return None
-    params = [(f"filters[{slug_name}][$eq]", slug), ("sort", "createdAt:asc")]
-    if spec.draft_and_publish:
-        params.append(("status", "draft"))  # every document has a draft, published or not
-    answer = service_call("GET", f"api/{spec.name}", params, None)
-    if not answer.ok:
-        raise UpstreamError(f"Strapi refused the reconciliation look-up ({answer.status}).")
-    items = (answer.json() or {}).get("data") or []
-    derived = slug_name not in (body.get("data", body) if isinstance(body, dict) else {})
-    found = next(
-        (
-            item
-            for item in items
-            if (derived and created_since_first_attempt(item, claim)) or same_document(item, data, claim)
-        ),
-        None,
-    )
-    if found is None:
-        return None
+def created_answer(spec: CollectionSpec, found: dict[str, Any], *, publish: bool) -> StrapiResponse:
+    """The create's answer for a document an earlier attempt created (published now if it stopped short)."""
     if publish and spec.draft_and_publish:  # the first attempt may have stopped before publishing
         path = f"api/{spec.name}/{found['documentId']}"
         published = service_call("PUT", path, [("status", "published")], {"data": {}})
@@ -392,42 +359,11 @@ def find_created(
     return StrapiResponse(201, json.dumps({"data": found, "meta": {}}).encode())
 
 
-def created_since_first_attempt(item: dict[str, Any], claim: Claim) -> bool:
-    """True when ``item`` was created after the key's first attempt began, not by an expired use of it."""
-    created = parse_time(item.get("createdAt"))
-    return created is not None and created >= claim.record.started_at - RECONCILE_CLOCK_SKEW
-
-
-def same_document(item: dict[str, Any], data: dict[str, Any], claim: Claim) -> bool:
-    """True when ``item`` holds the sent scalar values and was created after the first attempt."""
-    if not created_since_first_attempt(item, claim):
-        return False
-    scalars = {k: v for k, v in data.items() if isinstance(v, (str, bool, int, float)) or v is None}
-    return all(item.get(k) == v for k, v in scalars.items() if k in item)
-
-
-def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch of Strapi's ISO 8601 timestamps."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def find_unpublished(spec: CollectionSpec, document_id: str) -> StrapiResponse | None:
-    """The draft of a document an earlier unpublish already took offline, or None to unpublish.
-
-    Strapi answers a second unpublish with 404, so a retry must not simply send it again.
-    """
-    path = f"api/{spec.name}/{document_id}"
-    live = service_call("GET", path, [], None)
-    if live.status != 404:
-        if not live.ok:
-            raise UpstreamError(f"Strapi refused the reconciliation look-up ({live.status}).")
+def unpublish_reconciled(spec: CollectionSpec, document_id: str) -> StrapiResponse | None:
+    """The draft of a document an earlier unpublish already took offline, or None to unpublish."""
+    if not reconciliation.is_unpublished(spec, document_id):
         return None  # still published: unpublish it
-    draft = service_call("GET", path, [("status", "draft")], None)
+    draft = service_call("GET", f"api/{spec.name}/{document_id}", [("status", "draft")], None)
     return StrapiResponse(200, draft.body, draft.content_type) if draft.ok else None
 
 
