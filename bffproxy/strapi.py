@@ -12,13 +12,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -33,6 +34,9 @@ except PackageNotFoundError:  # running from a source tree that was not pip-inst
 # Client request headers that change Strapi's answer and are safe to forward.
 FORWARDED_REQUEST_HEADERS = ("Accept-Language", "Strapi-Response-Format")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# urllib3 raises these before a connection exists (NameResolutionError, a DNS failure, is a
+# NewConnectionError): a write that failed with one of them never reached Strapi.
+NEVER_SENT = (requests.ConnectTimeout, NewConnectionError, ConnectTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -186,8 +190,18 @@ class StrapiClient:
 
 
 def _maybe_sent(exc: requests.RequestException) -> bool:
-    """False when the connection was never established, so the request cannot have reached Strapi."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    text = repr(exc.args[0] if exc.args else exc)
-    return not any(m in text for m in ("NewConnectionError", "ConnectTimeoutError", "Connection refused"))
+    """False only when urllib3 says no connection was made, so the request cannot have reached Strapi."""
+    return not any(isinstance(link, NEVER_SENT) for link in _causes(exc))
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests' first argument, urllib3's ``reason``, cause and context."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        link = todo.pop()
+        if not isinstance(link, BaseException) or id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        todo += [getattr(link, "reason", None), link.__cause__, link.__context__, *link.args[:1]]

@@ -16,6 +16,7 @@ from bffproxy import audit
 from .conftest import STRAPI, strapi_list
 from .test_publishing import DOC, EDITOR, READER, bearer, document, register_users
 from .test_publishing import config as config  # the auth-enabled config fixture
+from .test_strapi import connection_refused
 
 FIELDS = {
     "time",
@@ -121,9 +122,7 @@ def test_unknown_and_failed_outcomes_are_audited(
 ) -> None:
     strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
     client.post("/api/articles/publish", json={"title": "t"}, headers=editor)
-    strapi.delete(
-        f"{STRAPI}/api/articles/{DOC}", body=requests.exceptions.ConnectionError("Connection refused")
-    )
+    strapi.delete(f"{STRAPI}/api/articles/{DOC}", body=connection_refused())
     client.delete(f"/api/articles/{DOC}", headers=editor)
     unknown, failed = lines()
     assert (unknown["outcome"], unknown["status"]) == ("unknown", 504)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ from bffproxy.idempotency import IdempotencyInFlight, IdempotencyStore, fingerpr
 from .conftest import STRAPI, FakeClock
 from .test_publishing import DOC, EDITOR, bearer, document, register_users, sent_json, writes
 from .test_publishing import config as config  # the auth-enabled config fixture
+from .test_strapi import connect_timed_out, connection_refused, name_unresolved
 
 BODY = {"title": "Hello"}
 URL = "/api/articles/publish"
@@ -248,10 +250,20 @@ def test_a_client_chosen_slug_with_the_same_content_after_the_first_try_is_ours(
     assert len(posts(strapi)) == 1
 
 
-def test_a_write_that_never_left_releases_its_key(client: FlaskClient, strapi: Any, editor: Any) -> None:
-    refused = requests.exceptions.ConnectionError("NewConnectionError: [Errno 111] Connection refused")
-    strapi.post(f"{STRAPI}/api/articles", body=refused)
-    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 502
+@pytest.mark.parametrize(
+    ("never_left", "status", "code"),
+    [
+        (connection_refused, 502, "upstream_unavailable"),
+        (name_unresolved, 502, "upstream_unavailable"),
+        (connect_timed_out, 504, "upstream_timeout"),
+    ],
+)
+def test_a_write_that_never_left_releases_its_key(
+    client: FlaskClient, strapi: Any, editor: Any, never_left: Callable[[], Exception], status: int, code: str
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", body=never_left())
+    failed = client.post(URL, json=BODY, headers=keyed(editor))
+    assert (failed.status_code, failed.get_json()["error"]["code"]) == (status, code)
     strapi.replace(responses.POST, f"{STRAPI}/api/articles", json=document(), status=201)
     assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201  # at once, no 409
     assert lookups(strapi) == []  # nothing to reconcile

@@ -13,6 +13,7 @@ import responses
 from flask.testing import FlaskClient
 
 from .conftest import STRAPI, strapi_list
+from .test_strapi import connection_refused
 
 SECRET = "unit-test-jwt-secret-0123456789abcdef"
 EDITOR, READER = 7, 8
@@ -315,8 +316,7 @@ def test_timeout_after_sending_is_504_outcome_unknown(client: FlaskClient, strap
 
 
 def test_strapi_down_before_sending_is_502(client: FlaskClient, strapi: Any, editor: Any) -> None:
-    refused = requests.exceptions.ConnectionError("NewConnectionError: [Errno 111] Connection refused")
-    strapi.post(f"{STRAPI}/api/articles", body=refused)
+    strapi.post(f"{STRAPI}/api/articles", body=connection_refused())
     answer = client.post("/api/articles/publish", json={"title": "t"}, headers=editor)
     assert answer.status_code == 502
     assert answer.get_json()["error"]["code"] == "upstream_unavailable"

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 import responses
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
-from bffproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from bffproxy.errors import ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bffproxy.strapi import StrapiClient
 
 from .conftest import STRAPI
@@ -127,3 +137,73 @@ def test_headers_sent_to_strapi() -> None:
 
 def test_ping_is_false_when_nothing_listens() -> None:
     assert StrapiClient(f"http://127.0.0.1:{free_port()}").ping(0.2) is False
+
+
+# -- transport errors as requests raises them (shared by test_publishing, test_idempotency, test_audit)
+
+
+def _gave_up(reason: Exception) -> MaxRetryError:
+    """urllib3's wrapper after its connect retries are spent."""
+    return MaxRetryError(None, "/api/articles", reason)  # type: ignore[arg-type]
+
+
+def _connection() -> HTTPConnection:
+    return HTTPConnection("strapi.test", 80)
+
+
+def connection_refused() -> requests.ConnectionError:
+    """Nothing listens on Strapi's port: the request never left."""
+    refused = NewConnectionError(_connection(), "Failed to establish a new connection: [Errno 111] Refused")
+    return requests.ConnectionError(_gave_up(refused))
+
+
+def name_unresolved() -> requests.ConnectionError:
+    """Strapi's host name does not resolve (DNS): the request never left."""
+    error = NameResolutionError(
+        "strapi.test", _connection(), socket.gaierror(-2, "Name or service not known")
+    )
+    return requests.ConnectionError(_gave_up(error))
+
+
+def connect_timed_out() -> requests.ConnectTimeout:
+    """The TCP handshake did not finish in time: the request never left."""
+    return requests.ConnectTimeout(_gave_up(ConnectTimeoutError(_connection(), "connect timeout=3.05")))
+
+
+def connection_reset() -> requests.ConnectionError:
+    """The connection broke after the request was sent: Strapi may have applied it."""
+    return requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
+
+
+def read_timed_out() -> requests.ReadTimeout:
+    """Strapi took the request and did not answer in time: it may have applied it."""
+    return requests.ReadTimeout(ReadTimeoutError(None, "/api/articles", "Read timed out."))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "unknown"),
+    [
+        (connection_refused, 502, False),
+        (name_unresolved, 502, False),
+        (connect_timed_out, 504, False),
+        (connection_reset, 502, True),
+        (read_timed_out, 504, True),
+        # Text is no evidence: an error that merely says "refused" may have come after sending.
+        (lambda: requests.ConnectionError("NewConnectionError: Connection refused"), 502, True),
+    ],
+)
+@responses.activate
+def test_write_outcome_is_unknown_unless_urllib3_says_it_never_connected(
+    error: Callable[[], Exception], status: int, unknown: bool
+) -> None:
+    responses.post(f"{STRAPI}/api/articles", body=error())
+    with pytest.raises(ApiError) as excinfo:
+        StrapiClient(STRAPI).request("POST", "api/articles", json_body={})
+    assert (excinfo.value.status, excinfo.value.outcome_unknown) == (status, unknown)
+
+
+def test_dns_failure_of_a_write_is_known_never_sent() -> None:
+    client = StrapiClient("http://strapi.invalid", retries=0)  # .invalid never resolves (RFC 6761)
+    with pytest.raises(UpstreamUnavailable) as excinfo:
+        client.request("POST", "api/articles", json_body={})
+    assert excinfo.value.outcome_unknown is False
