@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit
 
 import click
 from flask import current_app
@@ -13,6 +17,14 @@ from .errors import ApiError
 from .invalidation import purge
 from .settings import ConfigError
 from .tenants import registry
+
+MASK = "***"
+# A name holding one of these words is a secret: STRAPI_API_TOKEN, JWT_SECRET_KEY, ADMIN_PASSWORD...
+SECRET_WORDS = frozenset({"SECRET", "PASSWORD", "PASSWD", "PWD", "PASS", "PRIVATE", "CREDENTIALS"})
+# ... and so is one ending in these (but not JWT_ACCESS_TOKEN_EXPIRES or CACHE_KEY_PREFIX).
+SECRET_LAST_WORDS = frozenset({"TOKEN", "TOKENS", "KEY", "KEYS", "APIKEY", "AUTH", "AUTHORIZATION"})
+# Query parameters that carry credentials in redis-py, Strapi and common HTTP APIs.
+SECRET_QUERY_NAMES = frozenset({"sig", "signature", "access_token", "apikey", "api_key", "auth"})
 
 
 def _create_app() -> object:
@@ -33,14 +45,53 @@ def cli() -> None:
 @with_appcontext
 def check_config() -> None:
     """Validate the configuration and print the effective settings (secrets masked)."""
-    secret_words = ("TOKEN", "SECRET", "PASSWORD", "KEY")
     for key in sorted(current_app.config):
         if not key.isupper() or key.startswith(("SESSION_", "TEMPLATES_", "EXPLAIN_", "PREFERRED_")):
             continue
-        value = current_app.config[key]
-        if any(word in key for word in secret_words) and value and key != "CACHE_KEY_PREFIX":
-            value = "***"
-        click.echo(f"{key} = {value!r}")
+        click.echo(f"{key} = {masked_value(key, current_app.config[key])!r}")
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a setting or field name that holds a secret (``*_TOKEN``, ``*SECRET*``, ...)."""
+    words = re.split(r"[^A-Z0-9]+", name.upper())
+    return bool(SECRET_WORDS.intersection(words)) or words[-1] in SECRET_LAST_WORDS
+
+
+def masked_value(name: str, value: Any) -> Any:
+    """``value`` with secrets replaced by ``***``: secret-named entries, URL passwords and tokens."""
+    if is_secret_name(name):
+        return MASK if value else value  # "not set" is worth seeing
+    if isinstance(value, Mapping):
+        return {key: masked_value(str(key), inner) for key, inner in value.items()}
+    if type(value) in (list, tuple):  # exactly: a NamedTuple cannot be rebuilt from an iterable
+        return type(value)(masked_value(name, inner) for inner in value)
+    if isinstance(value, str):
+        return masked_url(value)
+    return value
+
+
+def masked_url(text: str) -> str:
+    """``text`` with a URL's password (or lone user part) and secret query values masked."""
+    parts = urlsplit(text)
+    if not parts.scheme or " " in text:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        # A user part without a password is often the password itself (redis://secret@host).
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    query = "&".join(_masked_pair(pair) for pair in parts.query.split("&"))
+    # Replace the pieces in place: urlunsplit would rewrite unix:///path as unix:/path.
+    text = text.replace(f"//{parts.netloc}", f"//{netloc}", 1) if netloc != parts.netloc else text
+    return text.replace(f"?{parts.query}", f"?{query}", 1) if query != parts.query else text
+
+
+def _masked_pair(pair: str) -> str:
+    """One ``name=value`` of a query string, its value masked when the name is secret-like."""
+    name, equals, value = pair.partition("=")
+    secret = is_secret_name(unquote_plus(name)) or unquote_plus(name).lower() in SECRET_QUERY_NAMES
+    return f"{name}={MASK}" if equals and value and secret else pair
 
 
 @cli.command("purge")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import cachelib
 import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bffproxy.cli import cli
+from bffproxy import create_app
+from bffproxy.cli import cli, masked_value
 
 from .test_invalidation import warm_cache, x_cache
 
@@ -55,12 +57,78 @@ def test_a_bad_scope_is_a_usage_error(app: Flask, args: list[str]) -> None:
     assert "Error:" in result.output
 
 
-def test_a_store_fault_exits_1(app: Flask) -> None:
-    class BrokenStore:
-        def set(self, *args: Any) -> None:
-            raise ConnectionError("redis is down")
+def test_a_store_fault_exits_1(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("redis is down")
 
-    app.extensions["bffproxy.cache"].store = BrokenStore()
+    # Fail the backend class itself, whatever wraps it, so the test cannot miss the store in use.
+    for method in ("get", "get_many", "set", "set_many", "add", "inc", "delete", "delete_many", "has"):
+        monkeypatch.setattr(cachelib.FileSystemCache, method, down)
     result = run(app, "--all")
     assert result.exit_code == 1
     assert "cannot be reached" in result.output
+
+
+# -- check-config --------------------------------------------------------------------------------
+
+SECRETS = {
+    "STRAPI_API_TOKEN": "tok-5ecret-api",
+    "STRAPI_JWT_SECRET": "jwt-5ecret-0123456789abcdef0123456789",
+    "WEBHOOK_SECRET": "webhook-5ecret",
+    "STRAPI_ADMIN_EMAIL": "admin@example.com",
+    "STRAPI_ADMIN_PASSWORD": "admin-5ecret",
+    "SECRET_KEY": "flask-5ecret",
+    "ADMIN_TOKEN": "admin-token-5ecret",
+}
+
+
+def check_config(config: dict[str, Any]) -> Any:
+    return create_app(config).test_cli_runner().invoke(cli, ["check-config"])
+
+
+def test_check_config_prints_no_secret_value(config: dict[str, Any]) -> None:
+    config.update(SECRETS)
+    config["STRAPI_URL"] = "https://bff:strapi-5ecret@strapi.example.com"
+    config["REDIS_URL"] = "redis://cache:redis-5ecret@127.0.0.1:6399/0?password=query-5ecret&db=0"
+    result = check_config(config)
+    assert result.exit_code == 0, result.output
+    assert "5ecret" not in result.output
+    settings = dict(line.split(" = ", 1) for line in result.output.splitlines())
+    # Masking keeps what an operator checks: hosts, user names, and every non-secret setting.
+    assert settings["REDIS_URL"] == "'redis://cache:***@127.0.0.1:6399/0?password=***&db=0'"
+    assert settings["STRAPI_URL"] == "'https://bff:***@strapi.example.com'"
+    assert settings["STRAPI_API_TOKEN"] == "'***'"
+    assert settings["COLLECTIONS"] == "('articles', 'categories')"
+    assert settings["CACHE_KEY_PREFIX"] == "'bffproxy:'"
+    assert settings["JWT_ACCESS_TOKEN_EXPIRES"] != "'***'"  # a duration, not a token
+
+
+def test_check_config_shows_an_empty_secret_as_empty(config: dict[str, Any]) -> None:
+    config["STRAPI_API_TOKEN"] = ""
+    settings = dict(line.split(" = ", 1) for line in check_config(config).output.splitlines())
+    assert settings["STRAPI_API_TOKEN"] == "''"  # "not set" is worth seeing
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://user:pw-5ecret@host:6379/0", "redis://user:***@host:6379/0"),
+        ("rediss://:pw-5ecret@host", "rediss://:***@host"),
+        ("redis://pw-5ecret@host", "redis://***@host"),  # a lone user part is often the password
+        ("unix:///run/redis.sock?db=1&password=pw-5ecret", "unix:///run/redis.sock?db=1&password=***"),
+        ("https://h/x?token=pw-5ecret&Api_Key=pw-5ecret#f", "https://h/x?token=***&Api_Key=***#f"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("not a url: pw", "not a url: pw"),
+    ],
+)
+def test_urls_lose_their_credentials(url: str, masked: str) -> None:
+    assert masked_value("REDIS_URL", url) == masked
+
+
+def test_secret_like_names_are_masked_anywhere() -> None:
+    nested = {"acme": {"api_token": "pw-5ecret", "url": "redis://:pw-5ecret@h", "ttl": 5}}
+    masked = {"acme": {"api_token": "***", "url": "redis://:***@h", "ttl": 5}}
+    assert masked_value("TENANTS", nested) == masked
+    assert masked_value("SECRET_KEY_FALLBACKS", ["old-5ecret"]) == "***"
+    assert masked_value("JWT_PRIVATE_KEY", "-----BEGIN 5ecret") == "***"
+    assert masked_value("JWT_TOKEN_LOCATION", ["headers"]) == ["headers"]
