@@ -1,13 +1,15 @@
 """Content blueprint: Strapi's read API at Strapi's own paths, served through the shared cache.
 
-``GET|HEAD /api/<collection>`` and ``GET|HEAD /api/<collection>/<documentId>`` forward the query
-string (filters, populate, fields, sort, pagination, locale) in a canonical order, so equivalent
-URLs share one cache entry and Strapi sees exactly what the key describes.
+``GET|HEAD /api/<collection>`` and ``GET|HEAD /api/<collection>/<documentId>`` are routed by the
+one read router (:mod:`bffproxy.reads`, shared with the WSGI fast path): the collection must be
+exposed, the documentId of Strapi's shape, and every query parameter in the allow-list, read the
+way Strapi's qs reads it. The canonical, re-encoded query is what Strapi receives and what the
+cache key describes.
 
-Drafts never reach an anonymous caller: Strapi 5 returns drafts to the Public role for
-``status=draft`` and for any ``status`` other than ``published`` (and for ``publicationState=preview``
-in its v4 compatibility format). bffproxy answers such requests with 400 ``drafts_not_allowed``
-instead of forwarding them.
+Drafts never reach an anonymous caller: Strapi 5 returns drafts to the Public role for any
+``status`` other than ``published`` (``status=draft``, ``status=bogus``, ``[status]=draft``,
+``status[]=draft``, a bare ``status``...). The router accepts ``status`` only once, plain, as
+``published`` or ``draft``; ``draft`` from an anonymous caller is 400 ``drafts_not_allowed``.
 
 Signed-in callers (a ``Bearer`` token) are checked locally first: a bad token is a 401 without any
 call to Strapi. Their reads are forwarded with their own token, so Strapi's permissions still
@@ -20,7 +22,6 @@ names (403 for others), fetched with the server's API token.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.http import parse_etags
@@ -28,62 +29,45 @@ from werkzeug.http import parse_etags
 from .auth import Identity, authorize
 from .caching import ContentCache, Entry, Freshness, Served, content_cache, freshness_for
 from .errors import DraftsNotAllowed
+from .reads import ReadRoute
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import current_request_id
+from .settings import as_number
 from .strapi import FORWARDED_REQUEST_HEADERS, StrapiClient
-from .tenants import Tenant, current_tenant
+from .tenants import current_tenant
 
 bp = Blueprint("content", __name__)
 
 # Request headers that change the answer: listed in Vary, part of the cache key.
 VARY_HEADERS = (*FORWARDED_REQUEST_HEADERS, "Authorization")
 VARY_VALUE = ", ".join(VARY_HEADERS)
-# The one value of each publication parameter that keeps drafts out of Strapi's answer.
-_NOT_DRAFTS = {"status": "published", "publicationState": "live"}
+RESPONSE_FORMAT_HEADER = "Strapi-Response-Format"
 
 
 @bp.get("/api/<collection>")
 def list_documents(collection: str) -> Response:
     """A page of a collection, as Strapi would answer it."""
-    return serve_read(collection, f"api/{collection}")
+    return serve_read(current_route())
 
 
 @bp.get("/api/<collection>/<document_id>")
 def get_document(collection: str, document_id: str) -> Response:
     """One document by its stable documentId."""
-    return serve_read(collection, f"api/{collection}/{document_id}")
+    return serve_read(current_route())
 
 
-def canonical_query() -> list[tuple[str, str]]:
-    """The request's query as (name, value) pairs in one stable order."""
-    return sorted(request.args.items(multi=True))
+def current_route() -> ReadRoute:
+    """This request routed by the tenant's read router (the fast path uses the same one)."""
+    environ = request.environ
+    return current_tenant().router.route(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
 
 
-def draft_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The query parameters that would make Strapi return drafts.
-
-    Strapi (qs) reads a repeated ``status`` or a bracketed one (``status[0]``) as an array or an
-    object, which is not ``published`` either: those count too.
-    """
-    found: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for name, value in params:
-        base = name.split("[", 1)[0]
-        if base in _NOT_DRAFTS:
-            if name != base or value != _NOT_DRAFTS[base] or base in seen:
-                found.append((name, value))
-            seen.add(base)
-    return found
-
-
-def refuse_drafts(params: list[tuple[str, str]]) -> None:
+def refuse_drafts(route: ReadRoute) -> None:
     """Raise 400 when an anonymous query would make Strapi return drafts."""
-    found = draft_params(params)
-    if found:
-        name, value = found[0]
+    if route.drafts:
         raise DraftsNotAllowed(
             "Draft content is not public: use status=published or omit the parameter.",
-            details={"param": name, "value": value},
+            details={"param": "status", "value": route.status},
         )
 
 
@@ -100,60 +84,53 @@ def forwarded_headers() -> dict[str, str]:
 
 def loader(
     client: StrapiClient,
-    path: str,
-    params: list[tuple[str, str]],
+    route: ReadRoute,
     headers: dict[str, str],
     cache: ContentCache | None = None,
 ) -> Callable[[], Entry]:
-    """A call that fetches ``path`` from Strapi; it needs no request context (background refresh)."""
+    """A call that fetches ``route`` from Strapi; it needs no request context (background refresh)."""
     clock = (cache or content_cache()).clock
+    path, query = route.strapi_path, route.query_string
 
     def load() -> Entry:
-        answer = client.request("GET", path, params=params, headers=headers)
+        answer = client.request("GET", path, params=query, headers=headers)
         return Entry.build(answer.status, answer.body, answer.content_type, clock())
 
     return load
 
 
-def request_signature(path: str, params: list[tuple[str, str]], headers: dict[str, str]) -> str:
-    """Everything that makes one answer differ from another, in canonical form."""
-    varying = "&".join(f"{name}={headers.get(name, '')}" for name in FORWARDED_REQUEST_HEADERS)
-    return f"{path}?{urlencode(params)}#{varying}"
-
-
-def serve_read(collection: str, path: str) -> Response:
+def serve_read(route: ReadRoute) -> Response:
     """Serve one read of an exposed collection: anonymous through the cache, signed-in privately."""
-    tenant: Tenant = current_tenant()
-    identity = authorize(collection, "read")  # 404 unexposed, 401 bad token, 401/403 by policy
-    params = canonical_query()
+    tenant = current_tenant()
+    collection = route.collection
+    identity = authorize(collection, "read")  # 401 bad token, 401/403 by policy
     if identity is not None:
-        return serve_signed_in_read(identity, collection, path, params)
-    refuse_drafts(params)
+        return serve_signed_in_read(identity, route)
+    refuse_drafts(route)
     cache = content_cache()
     headers = forwarded_headers()
-    load = loader(tenant.strapi, path, params, headers, cache)
-    signature = request_signature(path, params, headers)
+    load = loader(tenant.strapi, route, headers, cache)
+    signature = route.signature(headers.get(RESPONSE_FORMAT_HEADER))
     served = cache.serve(tenant.name, collection, signature, freshness_for(collection), load)
     return cached_response(served, collection, cache)
 
 
-def serve_signed_in_read(
-    identity: Identity, collection: str, path: str, params: list[tuple[str, str]]
-) -> Response:
+def serve_signed_in_read(identity: Identity, route: ReadRoute) -> Response:
     """Forward with the caller's token (drafts: the server's, if the policy allows the role)."""
-    client = current_tenant().strapi
-    drafts = bool(draft_params(params))
-    if drafts:
+    tenant = current_tenant()
+    client, collection = tenant.strapi, route.collection
+    if route.drafts:
         authorize(collection, "drafts")  # 403 naming the role the caller lacks
     headers = forwarded_headers()
-    credentials = client.service_authorization() if drafts else client.authorization(identity.token)
-    load = loader(client, path, params, {**headers, **credentials})
+    credentials = client.service_authorization() if route.drafts else client.authorization(identity.token)
+    load = loader(client, route, {**headers, **credentials})
     if collection in current_app.config["ROLE_CACHEABLE"]:
         # The role leads the signature, so no anonymous request (whose signature starts with the
         # path) can ever share this entry; no stale windows: a refresh must not outlive the token.
-        signature = f"role={identity.role};drafts={int(drafts)}|{request_signature(path, params, headers)}"
+        signature = f"role={identity.role};drafts={int(route.drafts)}|"
+        signature += route.signature(headers.get(RESPONSE_FORMAT_HEADER))
         policy = Freshness(freshness_for(collection).ttl, 0, 0)
-        served = content_cache().serve(current_tenant().name, collection, signature, policy, load)
+        served = content_cache().serve(tenant.name, collection, signature, policy, load)
     else:
         served = Served(load(), "BYPASS")
     response = cached_response(served, collection)
@@ -168,18 +145,19 @@ def cache_control_for(collection: str) -> str:
 
 
 def _resolve_cache_control(app: Flask) -> dict[str, str]:
-    """Every exposed collection's public Cache-Control, computed once at start-up."""
+    """Every exposed collection's public Cache-Control, computed once at start-up.
+
+    Only bffproxy's own entries are invalidated on change; a CDN or nginx cache in front is not. So
+    downstream lifetimes are short and separate from the TTL: browsers get ``max-age`` (default 0,
+    they revalidate with If-None-Match), shared caches ``s-maxage=BFFPROXY_SHARED_MAX_AGE`` (default
+    5 s, the longest a change can stay invisible behind one), and no stale-* directives, which would
+    let them keep invalidated content for the whole window.
+    """
     config = app.config
-    resolved = {}
-    with app.app_context():
-        for collection in config["COLLECTIONS"]:
-            policy = freshness_for(collection)
-            resolved[collection] = config["CACHE_CONTROL"].get(collection) or (
-                f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={policy.ttl}, "
-                f"stale-while-revalidate={policy.stale_while_revalidate}, "
-                f"stale-if-error={policy.stale_if_error}"
-            )
-    return resolved
+    config.setdefault("SHARED_MAX_AGE", 5)
+    config["SHARED_MAX_AGE"] = as_number(config, "SHARED_MAX_AGE", int, minimum=0)
+    default = f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={config['SHARED_MAX_AGE']}"
+    return {name: config["CACHE_CONTROL"].get(name) or default for name in config["COLLECTIONS"]}
 
 
 def init_app(app: Flask) -> None:

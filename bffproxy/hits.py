@@ -3,7 +3,8 @@
 A hit is the hot path of a cache, and most of its cost under Flask is the framework itself:
 context push, hooks, routing and the Response object. This middleware answers exactly one kind of
 request on its own: an anonymous ``GET``/``HEAD`` of a publicly readable collection whose entry is
-fresh in the cache. It computes the same key from the same signature as ``content.py`` and sends
+fresh in the cache. It routes the request with the same router as the Flask view (``reads.py``),
+computes the same key from the same signature as ``content.py`` and sends
 the same headers (``content.entry_headers``). Everything else — a token, draft parameters, a miss,
 a stale entry, a store fault, a path it does not recognise — goes to the Flask app unchanged, so
 the fast path can only ever skip work, never change an answer. ``BFFPROXY_FAST_HITS=false`` turns
@@ -22,14 +23,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask
-from werkzeug.wrappers import Request
 
 from . import policies
 from .caching import ContentCache, Freshness, Served
-from .content import draft_params, entry_headers, not_modified, request_signature
+from .content import entry_headers, not_modified
+from .errors import ApiError
+from .reads import split_read_path
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import request_id_for
-from .strapi import FORWARDED_REQUEST_HEADERS
+from .tenants import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class FreshHits:
     def __init__(self, wsgi_app: WsgiApp, app: Flask) -> None:
         self.wsgi_app = wsgi_app
         self.cache: ContentCache = app.extensions["bffproxy.cache"]
-        self.tenant = app.extensions["bffproxy.tenants"].default.name
+        self.tenant: Tenant = app.extensions["bffproxy.tenants"].default
         self.freshness: dict[str, Freshness] = app.extensions["bffproxy.freshness"]
         self.cache_control: dict[str, str] = app.extensions["bffproxy.cache_control"]
         self.debug_headers = bool(app.config["DEBUG_HEADERS"])
@@ -67,24 +69,19 @@ class FreshHits:
         method = environ.get("REQUEST_METHOD")
         if method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in environ:
             return None
-        parts = environ.get("PATH_INFO", "").split("/")
-        if (
-            len(parts) not in (3, 4)
-            or parts[:2] != ["", "api"]
-            or parts[2] not in self.public
-            or not parts[-1]
-        ):
+        path_info = environ.get("PATH_INFO", "")
+        split = split_read_path(path_info)
+        if split is None or split[0] not in self.public:
             return None
-        collection, path = parts[2], "/".join(parts[1:])
-        request = Request(environ)  # werkzeug's own parsing: the same pairs Flask's view sees
-        params = sorted(request.args.items(multi=True))
-        if draft_params(params):
+        try:  # the same router as the Flask view: a refused route is refused there, in our envelope
+            route = self.tenant.router.route(path_info, environ.get("QUERY_STRING", ""))
+        except ApiError:
             return None
-        headers = {
-            name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers
-        }
-        signature = request_signature(path, params, headers)
-        entry = self.cache.fresh_entry(self.tenant, collection, signature, self.freshness[collection])
+        if route.drafts:
+            return None
+        collection = route.collection
+        signature = route.signature(environ.get("HTTP_STRAPI_RESPONSE_FORMAT"))
+        entry = self.cache.fresh_entry(self.tenant.name, collection, signature, self.freshness[collection])
         if entry is None:
             return None
         answer = entry_headers(Served(entry, "HIT"), self.cache_control[collection], self.cache.clock())

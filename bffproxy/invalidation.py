@@ -12,7 +12,6 @@ relations, so this configuration, not the payload, is the source of truth for th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,10 +19,10 @@ from flask import Flask, current_app
 
 from .caching import StoreUnavailable, content_cache
 from .errors import ServiceUnavailable, Unprocessable
+from .reads import DOCUMENT_ID, is_document_id  # noqa: F401  (DOCUMENT_ID: publishing imports it here)
 from .settings import ConfigError, as_mapping, env_name
 
 # Strapi 5 documentIds are 24 lowercase alphanumerics; accept any plausible id, refuse junk.
-DOCUMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class CacheUnavailable(ServiceUnavailable):
@@ -93,7 +92,7 @@ def _check_scope(collection: str | None, document_id: str | None, everything: bo
         )
     if document_id is None:
         return "collection"
-    if not DOCUMENT_ID.match(document_id):
+    if not is_document_id(document_id):  # the whole string: match() let "id\n" through
         raise Unprocessable("documentId must be 1-64 letters, digits, '-' or '_'.")
     return "document"
 

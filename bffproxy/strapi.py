@@ -31,8 +31,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not pip-installed
     USER_AGENT = "bffproxy/dev"
 
-# Client request headers that change Strapi's answer and are safe to forward.
-FORWARDED_REQUEST_HEADERS = ("Accept-Language", "Strapi-Response-Format")
+# Client request headers that change Strapi's answer and are safe to forward. Not Accept-Language:
+# Strapi 5 selects locales with ?locale= only (checked on 5.54: the same bytes for any value), so it
+# would only split the cache.
+FORWARDED_REQUEST_HEADERS = ("Strapi-Response-Format",)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # urllib3 raises these before a connection exists (NameResolutionError, a DNS failure, is a
 # NewConnectionError): a write that failed with one of them never reached Strapi.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, g
 
+from .reads import ReadRouter, extra_read_params
 from .strapi import StrapiClient
 
 DEFAULT_TENANT = "default"
@@ -18,11 +19,12 @@ DEFAULT_TENANT = "default"
 
 @dataclass(frozen=True)
 class Tenant:
-    """One isolated Strapi: its name, client and the collections it exposes."""
+    """One isolated Strapi: its name, client, the collections it exposes and its read router."""
 
     name: str
     strapi: StrapiClient
     collections: tuple[str, ...]
+    router: ReadRouter
 
     def exposes(self, collection: str) -> bool:
         """True when ``collection`` is configured for this tenant."""
@@ -56,7 +58,9 @@ def tenant_from_config(app: Flask, name: str = DEFAULT_TENANT) -> Tenant:
         retry_after_max=config["STRAPI_RETRY_AFTER_MAX"],
         pool_size=config["STRAPI_POOL_SIZE"],
     )
-    return Tenant(name=name, strapi=client, collections=config["COLLECTIONS"])
+    collections = config["COLLECTIONS"]
+    router = ReadRouter(collections, extra_read_params(config))
+    return Tenant(name=name, strapi=client, collections=collections, router=router)
 
 
 def registry() -> TenantRegistry:

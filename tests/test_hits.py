@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 import responses
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
 from bffproxy import create_app
@@ -120,3 +124,81 @@ def test_a_fast_path_failure_still_gets_an_answer(
     response = app.test_client().get("/api/articles")
     assert response.status_code == 200
     assert response.headers["X-Cache"] == "HIT"  # served by the Flask path
+
+
+_NAMES = st.sampled_from(
+    [
+        "status",
+        "[status]",
+        "%5Bstatus%5D",
+        "status[]",
+        "st%61tus",
+        "publicationState",
+        "sort",
+        "sort[0]",
+        "filters[title][$eq]",
+        "filters%5Bslug%5D",
+        "pagination[page]",
+        "locale",
+        "foo",
+        "[]",
+        "__proto__",
+        "a[>=]",
+        "",
+    ]
+)
+_VALUES = st.sampled_from(["draft", "published", "bogus", "live", "", "title:asc", "%3F", "%FF", "a+b", "1"])
+_PAIRS = st.lists(st.tuples(_NAMES, st.none() | _VALUES), max_size=4)
+_PATHS = st.sampled_from(["/api/articles", "/api/categories", "/api/articles/abc", "/api/articles/a%3Fb", "/api/users"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=_PATHS, pairs=_PAIRS, twice=st.booleans())
+def test_the_fast_path_and_the_flask_view_route_alike(
+    config: dict[str, Any],
+    clock: FakeClock,
+    strapi: responses.RequestsMock,
+    path: str,
+    pairs: list[tuple[str, str | None]],
+    twice: bool,
+) -> None:
+    """Generated queries: the fast path serves exactly what the Flask view would serve as a HIT."""
+    if not strapi.registered():
+        strapi.add_callback(
+            responses.GET,
+            re.compile(f"{re.escape(STRAPI)}/api/.*"),
+            callback=lambda request: (200, {}, json.dumps({"data": [], "meta": {"url": request.url}})),
+        )
+    query = "&".join(name if value is None else f"{name}={value}" for name, value in pairs)
+    target = f"{path}?{query}"
+    fast_app, slow_app = _apps(config, clock)
+    fast = fast_app.wsgi_app
+    assert isinstance(fast, FreshHits)
+    slow = slow_app.test_client()
+    for _ in range(2 if twice else 1):
+        slow.get(target, headers={"X-Request-ID": "r-1"})  # warms the shared store when cacheable
+    hit = fast.hit_for(environ(path, query_string=query, headers={"X-Request-ID": "r-1"}))
+    answer = slow.get(target, headers={"X-Request-ID": "r-1"})
+    # The fast path serves every fresh anonymous hit, and nothing else.
+    assert (hit is not None) == (answer.headers.get("X-Cache") == "HIT"), (target, answer.status)
+    if hit is None:
+        return
+    status, headers, body = hit
+    assert (status, body) == ("200 OK", answer.data)
+    assert answer.headers["X-Cache"] == "HIT"
+    assert sorted(headers) == sorted(answer.headers.items())
+
+
+_APPS: dict[str, tuple[Flask, Flask]] = {}
+
+
+def _apps(config: dict[str, Any], clock: FakeClock) -> tuple[Flask, Flask]:
+    """One fast and one Flask-only app over the same store, built once per test (hypothesis runs many)."""
+    key = config["CACHE_DIR"]
+    if key not in _APPS:
+        fast_app, slow_app = create_app(config), create_app({**config, "FAST_HITS": False})
+        for application in (fast_app, slow_app):
+            application.extensions["bffproxy.cache"].clock = clock
+        _APPS.clear()
+        _APPS[key] = (fast_app, slow_app)
+    return _APPS[key]

@@ -1,0 +1,175 @@
+"""Strapi's query string, read the way Strapi reads it, checked against an allow-list.
+
+Strapi 5 parses ``ctx.querystring`` with ``qs`` 6.15 (``@strapi/core`` ``middlewares/query``:
+``strictNullHandling: true, arrayLimit: 100, depth: 20``; ``allowDots`` off). A guard that parses
+differently from the system behind it is a bypass (``[status]=draft`` is ``status`` to qs, and was
+nothing to a ``name.split("[")`` check), so this module reproduces the parts of ``qs/lib/parse.js``
+that decide *which top-level parameter* a pair sets:
+
+* ``%5B``/``%5D`` become ``[``/``]`` before anything else; pairs are split on ``&`` only;
+* a pair's key ends at the first ``]=`` (if any), else at the first ``=``; no ``=`` is a null value;
+* keys and values are decoded like qs's ``utils.decode``: ``+`` is a space, then
+  ``decodeURIComponent``, and on any error the whole string stays as it was;
+* the top-level name is the text before the first ``[``, or, for a key that starts with ``[``, the
+  content of its first balanced bracket group (``[status]`` -> ``status``);
+* keys naming ``Object.prototype`` members are dropped by qs (and refused here).
+
+Nothing is forwarded as received: every accepted pair is re-encoded from its decoded form (so qs
+decodes exactly what was checked), pairs are grouped by top-level name in a stable order (so
+``?a=1&b=2`` and ``?b=2&a=1`` are one cache entry) and pairs of one name keep their order
+(``sort=title&sort=id`` is not ``sort=id&sort=title``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .errors import BadRequest
+
+# Strapi 5's REST read parameters (docs.strapi.io, "REST API parameters"); `status` and the v4
+# `publicationState` are checked value by value in reads.py. Anything else needs configuration.
+STRAPI_READ_PARAMS = frozenset({"filters", "populate", "fields", "sort", "pagination", "locale"})
+# qs's default parameterLimit: Strapi silently ignores pairs past it, so we refuse them instead.
+PARAMETER_LIMIT = 1000
+# qs drops keys that name Object.prototype members (allowPrototypes: false).
+_PROTOTYPE_NAMES = frozenset(
+    {
+        "__proto__",
+        "__defineGetter__",
+        "__defineSetter__",
+        "__lookupGetter__",
+        "__lookupSetter__",
+        "constructor",
+        "hasOwnProperty",
+        "isPrototypeOf",
+        "propertyIsEnumerable",
+        "toLocaleString",
+        "toString",
+        "valueOf",
+    }
+)
+_BRACKETS = re.compile(r"%5[bBdD]")
+_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Printable ASCII: what a conforming client sends in a request target (RFC 3986).
+_RAW_QUERY = re.compile(r"^[\x21-\x7e]*$")
+
+
+class InvalidParameter(BadRequest):
+    code, message = "invalid_parameter", "A query parameter is not accepted."
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ``name=value`` pair as qs sees it: decoded key, its top-level name, decoded value."""
+
+    key: str
+    name: str
+    value: str | None  # None: no "=" at all (qs strictNullHandling makes it null)
+
+    def encoded(self) -> str:
+        """The pair percent-encoded so that qs decodes exactly ``key`` and ``value`` back."""
+        key = quote(self.key, safe="[]")
+        return key if self.value is None else f"{key}={quote(self.value, safe='')}"
+
+
+def qs_decode(text: str) -> str:
+    """qs's ``utils.decode``: ``+`` is a space, then decodeURIComponent; unchanged on any error."""
+    spaced = text.replace("+", " ")
+    if "%" not in spaced:
+        return spaced
+    if _PERCENT.search(spaced):
+        return spaced  # decodeURIComponent throws on a "%" without two hex digits
+    raw = bytearray()
+    i = 0
+    while i < len(spaced):
+        if spaced[i] == "%":
+            raw.append(int(spaced[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.extend(spaced[i].encode("utf-8"))
+            i += 1
+    try:
+        return raw.decode("utf-8")  # strict, like decodeURIComponent (no surrogates, no overlongs)
+    except UnicodeDecodeError:
+        return spaced
+
+
+def top_level_name(key: str) -> str | None:
+    """The top-level parameter qs assigns ``key`` to, or None when qs drops the pair."""
+    first = key.find("[")
+    if first < 0:
+        name = key
+    elif first > 0:
+        name = key[:first]
+    else:
+        close = _balanced_close(key, first)
+        # An unterminated group stays one literal segment: qs wraps it in brackets, then unwraps.
+        name = key if close < 0 else key[1:close]
+    if not key or name in _PROTOTYPE_NAMES:
+        return None
+    return name
+
+
+def _balanced_close(key: str, open_at: int) -> int:
+    """The index of the ``]`` that closes the group opened at ``open_at``, or -1 (qs's scan)."""
+    level = 0
+    for i in range(open_at, len(key)):
+        if key[i] == "[":
+            level += 1
+        elif key[i] == "]":
+            level -= 1
+            if level == 0:
+                return i
+    return -1
+
+
+def split_pairs(query_string: str) -> list[tuple[str, str | None]]:
+    """The raw query as qs splits it: (decoded key, decoded value or None), empty keys skipped."""
+    if not _RAW_QUERY.match(query_string):
+        raise InvalidParameter("The query string must be percent-encoded ASCII.", details={"param": None})
+    pairs = []
+    for part in _BRACKETS.sub(lambda m: "[" if m.group()[2] in "bB" else "]", query_string).split("&"):
+        bracket_equals = part.find("]=")
+        pos = part.find("=") if bracket_equals < 0 else bracket_equals + 1
+        key = qs_decode(part if pos < 0 else part[:pos])
+        if key:
+            pairs.append((key, None if pos < 0 else qs_decode(part[pos + 1 :])))
+    return pairs
+
+
+def parse_query(query_string: str) -> list[Param]:
+    """Every pair of ``query_string`` with the top-level name qs gives it (refusing dropped ones)."""
+    params = []
+    for key, value in split_pairs(query_string):
+        name = top_level_name(key)
+        if name is None:
+            raise InvalidParameter(f"Query parameter {key!r} is not accepted.", details={"param": key})
+        params.append(Param(key, name, value))
+    if len(params) > PARAMETER_LIMIT:
+        raise InvalidParameter(
+            f"At most {PARAMETER_LIMIT} query parameters are accepted.", details={"param": None}
+        )
+    return params
+
+
+def refuse_unlisted(params: Iterable[Param], allowed: frozenset[str]) -> None:
+    """400 ``invalid_parameter`` naming the first pair whose top-level name is not allowed."""
+    for param in params:
+        if param.name not in allowed:
+            raise InvalidParameter(
+                f"Query parameter {param.name!r} is not accepted here.",
+                details={"param": param.key, "allowed": sorted(allowed)},
+            )
+
+
+def canonical(params: Iterable[Param]) -> tuple[Param, ...]:
+    """Pairs grouped by top-level name (names sorted), each name's pairs in their original order."""
+    return tuple(sorted(params, key=lambda param: param.name))  # sorted() is stable
+
+
+def encode(params: Iterable[Param]) -> str:
+    """The query string sent to Strapi (and hashed into the cache key)."""
+    return "&".join(param.encoded() for param in params)

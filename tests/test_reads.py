@@ -1,0 +1,110 @@
+"""The one read router: paths, documentIds, the allow-list and publication status."""
+
+from __future__ import annotations
+
+import pytest
+
+from bffproxy.errors import NotFound
+from bffproxy.query import InvalidParameter
+from bffproxy.reads import ReadRouter, extra_read_params, is_document_id, split_read_path
+from bffproxy.settings import ConfigError
+
+ROUTER = ReadRouter(("articles", "categories"), {"articles": frozenset({"_q"})})
+
+
+@pytest.mark.parametrize(
+    ("path", "split"),
+    [
+        ("/api/articles", ("articles", None)),
+        ("/api/articles/abc", ("articles", "abc")),
+        ("/api/articles/", None),
+        ("/api//abc", None),
+        ("/api/articles/a/b", None),
+        ("/x/articles", None),
+        ("api/articles", None),
+    ],
+)
+def test_split_read_path(path: str, split: tuple[str, str | None] | None) -> None:
+    assert split_read_path(path) == split
+
+
+@pytest.mark.parametrize("text", ["abc", "ihgenj7ahpul9v0826hzcrlz", "A_b-9", "x" * 64])
+def test_document_ids_of_strapis_shape(text: str) -> None:
+    assert is_document_id(text)
+
+
+@pytest.mark.parametrize("text", ["", "x" * 65, "a?status=draft", "#", "a b", "id\n", "a/b", "a.b", "%3F"])
+def test_anything_else_is_not_a_document_id(text: str) -> None:
+    assert not is_document_id(text)
+
+
+def test_a_route_quotes_its_path_and_reencodes_its_query() -> None:
+    route = ROUTER.route("/api/articles/abc", "sort=title:asc&%5Blocale%5D=en")
+    assert (route.collection, route.document_id, route.status) == ("articles", "abc", None)
+    assert route.strapi_path == "api/articles/abc"
+    assert route.query_string == "[locale]=en&sort=title%3Aasc"
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [("/api/users", ""), ("/api/articles/a%3Fb", ""), ("/api/articles/?status=draft", "")],
+)
+def test_unknown_collections_and_bad_document_ids_are_404(path: str, query: str) -> None:
+    with pytest.raises(NotFound):
+        ROUTER.route(path, query)
+
+
+def test_extra_parameters_are_per_collection() -> None:
+    assert ROUTER.route("/api/articles", "_q=x").query_string == "_q=x"
+    with pytest.raises(InvalidParameter):
+        ROUTER.route("/api/categories", "_q=x")
+
+
+@pytest.mark.parametrize(("query", "status"), [("", None), ("status=published", "published"), ("status=draft", "draft")])
+def test_status_values(query: str, status: str | None) -> None:
+    route = ROUTER.route("/api/articles", query)
+    assert route.status == status
+    assert route.drafts is (status == "draft")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status",
+        "status=",
+        "status=bogus",
+        "status=Draft",
+        "status[0]=published",
+        "status[]=draft",
+        "[status]=published",
+        "status=published&status=published",
+        "status=published&[status]=draft",
+        "status=published&status[x]=draft",
+        "publicationState=preview",
+        "publicationState[0]=live",
+        "publicationState=live&publicationState=live",
+    ],
+)
+def test_every_other_status_shape_is_refused(query: str) -> None:
+    with pytest.raises(InvalidParameter):
+        ROUTER.route("/api/articles", query)
+
+
+def test_publication_state_live_is_accepted_and_forwarded() -> None:
+    route = ROUTER.route("/api/articles", "publicationState=live")
+    assert (route.status, route.query_string) == (None, "publicationState=live")
+
+
+def test_signature_separates_formats_and_documents() -> None:
+    a = ROUTER.route("/api/articles", "sort=a")
+    b = ROUTER.route("/api/articles/x", "sort=a")
+    assert len({a.signature(None), a.signature("v4"), b.signature(None)}) == 3
+    assert a.signature(None) == a.signature("")
+
+
+def test_configured_extras_are_validated() -> None:
+    config = {"COLLECTIONS": ("articles",), "QUERY_PARAMS": {"articles": "_q,hasPublishedVersion"}}
+    assert extra_read_params(config) == {"articles": frozenset({"_q", "hasPublishedVersion"})}
+    for bad in ({"articles": "status"}, {"articles": "a b"}, {"posts": "_q"}):
+        with pytest.raises(ConfigError):
+            extra_read_params({"COLLECTIONS": ("articles",), "QUERY_PARAMS": bad})
