@@ -13,6 +13,7 @@ shared store (see :func:`fetch_profile`). Views use :func:`require_auth`, :func:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -27,11 +28,11 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from . import policies
 from .errors import ApiError, Forbidden, NotFound, Unauthorized, UpstreamError, error_response
-from .extensions import cache as shared_store
 from .extensions import jwt
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import current_request_id
 from .settings import ConfigError, as_number, as_str, env_name
+from .store import StoreUnavailable, shared_store
 from .strapi import StrapiClient
 from .tenants import current_tenant
 
@@ -202,9 +203,8 @@ def fetch_profile(client: StrapiClient, user_id: str, token: str) -> dict[str, A
 def _stored_profile(key: str) -> dict[str, Any] | None:
     """A cached profile; a store fault is a miss (Strapi is asked again)."""
     try:
-        value = shared_store.get(key)
-    except Exception as exc:  # Redis down, a corrupted file: resolve from Strapi
-        log.warning("role cache read failed: %s", exc)
+        value = shared_store().get(key)
+    except StoreUnavailable:  # Redis down, a full disk: resolve from Strapi (logged by the store)
         return None
     return value if isinstance(value, dict) and {"role", "blocked"} <= value.keys() else None
 
@@ -214,10 +214,8 @@ def _store_profile(key: str, profile: dict[str, Any]) -> None:
     ttl = current_app.config["ROLE_CACHE_TTL"]
     if ttl <= 0:
         return
-    try:
-        shared_store.set(key, profile, timeout=ttl)
-    except Exception as exc:
-        log.warning("role cache write failed: %s", exc)
+    with contextlib.suppress(StoreUnavailable):  # logged by the store; costs a future lookup only
+        shared_store().set(key, profile, ttl)
 
 
 # -- decisions and decorators ------------------------------------------------------------------

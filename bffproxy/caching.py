@@ -1,111 +1,70 @@
-"""The content cache: keys, generations, single-flight, and stale serving.
+"""The content cache: keys, a per-worker memory tier, and how a request is answered.
 
-Entries live in Flask-Caching's backend: FileSystemCache under ``BFFPROXY_CACHE_DIR`` (shared by every
-gunicorn worker on one machine) or Redis with ``BFFPROXY_REDIS_URL`` (shared by every instance).
+It composes pieces that each own one thing:
 
-* Keys are normalised: tenant, collection, path, the query's (name, value) pairs sorted, and the
-  request headers that change Strapi's answer. ``?a=1&b=2`` and ``?b=2&a=1`` are one entry.
-* Every key embeds two *generations* read from the shared store: one per tenant, one per
-  (tenant, collection). Invalidation replaces a generation with a new random token: O(1), seen by
-  every worker and instance on its next request, no key scanning. Random tokens (not counters) keep
-  an evicted generation from ever resurrecting old entries.
-* Single-flight: a cold or expired key is fetched by one holder of a lock (``flock`` stripes for the
-  file cache, a Redis lock for Redis); the others wait for its result for a bounded time.
-* RFC 5861: inside ``stale-while-revalidate`` an expired entry is served while one background
-  refresh runs; inside ``stale-if-error`` it is served when Strapi fails.
-* A store fault (Redis down, a corrupted entry) is a miss or a BYPASS, never a 500.
+* :mod:`.store` — the shared store (FileSystemCache under ``BFFPROXY_CACHE_DIR`` for the workers of
+  one machine, or Redis with ``BFFPROXY_REDIS_URL`` for every instance) behind one fault boundary;
+  a store fault is a miss or a BYPASS, never a 500.
+* :mod:`.generations` — the tokens every key embeds; invalidation replaces them.
+* :mod:`.single_flight` — one Strapi fetch per cold key across workers; the lock factory.
+* :mod:`.freshness` — entries, TTL and RFC 5861's stale windows.
+
+Keys are normalised: tenant, collection, path, the query's (name, value) pairs sorted, and the
+request headers that change Strapi's answer. ``?a=1&b=2`` and ``?b=2&a=1`` are one entry.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Flask, current_app
 
-from .errors import ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from .extensions import cache as flask_cache
+from . import store as shared_store
+from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .freshness import Entry, Freshness, Served, freshness_for, resolve_freshness
+from .generations import Generations
 from .settings import as_mapping, as_number, as_str
+from .single_flight import (
+    FileFlightLocks,
+    FlightLock,
+    FlightLocks,
+    RedisFlightLocks,
+    SingleFlight,
+    shared_locks,
+)
+from .store import SharedStore, StoreUnavailable, redis_client
+
+__all__ = [
+    "ContentCache",
+    "Entry",
+    "FileFlightLocks",
+    "FlightLock",
+    "FlightLocks",
+    "Freshness",
+    "MemoryTier",
+    "RedisFlightLocks",
+    "Served",
+    "StoreUnavailable",
+    "content_cache",
+    "freshness_for",
+    "init_app",
+    "redis_client",
+    "shared_locks",
+]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-Loader = Callable[[], "Entry"]
+Loader = Callable[[], Entry]
 UPSTREAM_FAILURES = (UpstreamError, UpstreamTimeout, UpstreamUnavailable)
 KEY_VERSION = "v1"
-# Finite on purpose: cachelib's FileSystemCache prunes never-expiring (0) files FIRST when full.
-GENERATION_TIMEOUT = 365 * 24 * 3600
-
-
-class StoreUnavailable(Exception):
-    """The shared store cannot be used right now; callers bypass it."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One answer from Strapi as stored: status, body, type, when, and its strong ETag."""
-
-    status: int
-    body: bytes
-    content_type: str
-    stored_at: float
-    etag: str
-
-    @classmethod
-    def build(cls, status: int, body: bytes, content_type: str, now: float) -> Entry:
-        """An entry with its ETag computed from the body."""
-        digest = hashlib.sha256(body).hexdigest()[:32]
-        return cls(status, body, content_type, now, digest)
-
-    def age(self, now: float) -> float:
-        """Seconds since Strapi produced this answer (never negative)."""
-        return max(0.0, now - self.stored_at)
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The compact form written to the store."""
-        return (KEY_VERSION, self.status, self.body, self.content_type, self.stored_at, self.etag)
-
-    @classmethod
-    def from_stored(cls, value: Any) -> Entry | None:
-        """Read a stored tuple back; anything malformed is a miss."""
-        if not isinstance(value, tuple) or len(value) != 6 or value[0] != KEY_VERSION:
-            return None
-        _, status, body, content_type, stored_at, etag = value
-        if not (isinstance(status, int) and isinstance(body, bytes) and isinstance(stored_at, float)):
-            return None
-        return cls(status, body, str(content_type), stored_at, str(etag))
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """How long an entry is fresh, and how long past that it may still be served stale."""
-
-    ttl: int
-    stale_while_revalidate: int
-    stale_if_error: int
-
-    @property
-    def keep_for(self) -> int:
-        """How long the store keeps an entry: its TTL plus the longer grace window."""
-        return self.ttl + max(self.stale_while_revalidate, self.stale_if_error)
-
-
-@dataclass(frozen=True)
-class Served:
-    """What the cache answers with, and the X-Cache word that says how."""
-
-    entry: Entry
-    x_cache: str  # HIT | MISS | STALE | BYPASS
 
 
 class MemoryTier:
@@ -143,106 +102,8 @@ class MemoryTier:
                 self._bytes -= len(evicted.body)
 
 
-class StatValidatedReads:
-    """Reads of small, rarely changing FileSystemCache values, re-read only when the file changed.
-
-    cachelib writes a value to a temporary file and renames it over the old one, so a change always
-    shows as a new (inode, mtime, size) from ``os.stat`` — a few microseconds instead of an open,
-    read and unpickle on every request. The memo is never older than the file it was checked
-    against, so a replaced generation is seen by the very next request of every worker.
-    """
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self._memo: dict[str, tuple[tuple[int, int, int], Any]] = {}
-        self._paths: dict[str, str] = {}
-
-    def get(self, key: str) -> Any:
-        """The value stored under ``key`` (None when absent)."""
-        path = self._paths.get(key)
-        if path is None:
-            path = self._paths[key] = self.store._get_filename(key)
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            self._memo.pop(key, None)
-            return None
-        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        remembered = self._memo.get(key)
-        if remembered is not None and remembered[0] == signature:
-            return remembered[1]
-        value = self.store.get(key)
-        self._memo[key] = (signature, value)
-        return value
-
-    def get_many(self, *keys: str) -> list[Any]:
-        """Values of several keys, like cachelib's get_many."""
-        return [self.get(key) for key in keys]
-
-
-class FlightLock(Protocol):
-    """A held single-flight lock."""
-
-    def release(self) -> None:
-        """Give the lock back."""
-
-
-class FlightLocks(Protocol):
-    """Non-blocking locks by cache key, shared by every worker that shares the store."""
-
-    def try_acquire(self, key: str, ttl: float) -> FlightLock | None:
-        """The lock for ``key`` if free now, else None."""
-
-
-class _FileLock:
-    """An ``flock`` held on an open file; released by closing it."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def release(self) -> None:
-        """Unlock and close (also done by the kernel if the process dies)."""
-        os.close(self._fd)
-
-
-class FileFlightLocks:
-    """Single-flight across the processes of one machine: ``flock`` on one of N stripe files."""
-
-    def __init__(self, directory: str, stripes: int = 1024) -> None:
-        self.directory = directory
-        self.stripes = stripes
-        os.makedirs(directory, exist_ok=True)
-
-    def try_acquire(self, key: str, ttl: float) -> FlightLock | None:
-        """The stripe's lock if free; a stripe shared by two keys only makes one of them wait."""
-        stripe = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % self.stripes
-        fd = os.open(os.path.join(self.directory, f"{stripe}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return _FileLock(fd)
-
-
-class RedisFlightLocks:
-    """Single-flight across instances: redis-py's Lock (SET NX PX, compare-and-delete release)."""
-
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-
-    def try_acquire(self, key: str, ttl: float) -> FlightLock | None:
-        """The lock if free; it expires by itself after ``ttl`` if its holder dies."""
-        lock = self.client.lock(f"{self.prefix}lock:{key}", timeout=ttl, blocking=False, thread_local=False)
-        try:
-            return lock if lock.acquire() else None  # type: ignore[no-any-return]
-        except Exception as exc:  # the store is down: fetch without single-flight
-            raise StoreUnavailable(str(exc)) from exc
-
-
 class ContentCache:
-    """Generations, lookups, single-flight fetches and stale serving over one shared store."""
+    """Answers a request from memory, the shared store or one single-flight fetch, stale when allowed."""
 
     def __init__(
         self,
@@ -255,44 +116,36 @@ class ContentCache:
         retry_store_after: float = 5.0,
         memory_bytes: int = 0,
     ) -> None:
-        self.store = store
         self.locks = locks
         self.clock = clock
         self.lock_wait = lock_wait
         self.poll_interval = poll_interval
         self.retry_store_after = retry_store_after
-        self._store_down_until = 0.0
         self.memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
-        # Generations are read on every request: for the file store, only when their file changed.
-        self._generation_reader = StatValidatedReads(store) if hasattr(store, "_get_filename") else store
+        self.store = store
         self._refreshes: list[threading.Thread] = []
 
-    # -- the shared store, behind one fault boundary --------------------------------------------
+    @property
+    def store(self) -> SharedStore:
+        """The shared store, behind its fault boundary."""
+        return self._store
 
-    def _store_call(self, method: str, *args: Any, must_land: bool = False, reader: Any = None) -> Any:
-        """Call the store; a failure marks it down for a while and is logged once per interval.
+    @store.setter
+    def store(self, store: Any) -> None:
+        """Use ``store`` (a SharedStore, or a cachelib backend to wrap in one) for every piece."""
+        if not isinstance(store, SharedStore):
+            store = SharedStore(store, retry_after=self.retry_store_after)
+        self._store: SharedStore = store
+        wait, poll = self.lock_wait, self.poll_interval
+        self._generations = Generations(store, self.locks, lock_wait=wait, poll_interval=poll)
+        self.flights = SingleFlight(store, self.locks, lock_wait=wait, poll_interval=poll)
 
-        Reads skip a store marked down (they can bypass it); ``must_land`` writes (invalidations)
-        always try, since a skipped invalidation would leave every instance serving old content.
-        """
-        if not must_land and time.monotonic() < self._store_down_until:
-            raise StoreUnavailable("store marked down")
-        try:
-            return getattr(reader or self.store, method)(*args)
-        except Exception as exc:
-            self._store_down_until = time.monotonic() + self.retry_store_after
-            log.error(
-                "cache store failed (%s: %s); bypassing it for %.0fs",
-                exc.__class__.__name__,
-                exc,
-                self.retry_store_after,
-            )
-            raise StoreUnavailable(str(exc)) from exc
+    # -- entries: this worker's memory in front of the shared store -----------------------------
 
     def _get_entry(self, key: str) -> Entry | None:
         """The stored entry, or None (absent, corrupted, or unreadable)."""
         try:
-            return Entry.from_stored(self._store_call("get", key))
+            return Entry.from_stored(self.store.get(key))
         except StoreUnavailable:
             return None
 
@@ -300,7 +153,7 @@ class ContentCache:
         """A fresh entry from this worker's memory, else whatever the shared store holds."""
         if self.memory is not None:
             remembered = self.memory.get(key)
-            if remembered is not None and remembered.age(now) < policy.ttl:
+            if remembered is not None and policy.is_fresh(remembered, now):
                 return remembered
         entry = self._get_entry(key)
         if entry is not None and self.memory is not None:
@@ -312,60 +165,21 @@ class ContentCache:
         if self.memory is not None:
             self.memory.put(key, entry)
         with contextlib.suppress(StoreUnavailable):
-            self._store_call("set", key, entry.as_tuple(), timeout)
+            self.store.set(key, entry.as_tuple(), timeout)
 
-    # -- generations ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _generation_keys(tenant: str, collection: str) -> tuple[str, str]:
-        return f"gen:{tenant}", f"gen:{tenant}:{collection}"
+    # -- keys and invalidation ------------------------------------------------------------------
 
     def generations(self, tenant: str, collection: str) -> tuple[str, str]:
         """The tenant's and the collection's current generation tokens (created when absent)."""
-        keys = self._generation_keys(tenant, collection)
-        values = list(self._store_call("get_many", *keys, reader=self._generation_reader))
-        for i, value in enumerate(values):
-            if not isinstance(value, str):
-                values[i] = self._create_generation(keys[i])
-        return values[0], values[1]
-
-    def _create_generation(self, key: str) -> str:
-        """Create a missing generation once: concurrent first requests must agree on one token."""
-        deadline = time.monotonic() + self.lock_wait
-        while time.monotonic() < deadline:
-            lock = self.locks.try_acquire(key, self.lock_wait)
-            if lock is not None:
-                try:
-                    value = self._store_call("get", key)
-                    if not isinstance(value, str):
-                        value = secrets.token_hex(8)
-                        self._store_call("set", key, value, GENERATION_TIMEOUT)
-                    return str(value)
-                finally:
-                    lock.release()
-            time.sleep(self.poll_interval)
-            value = self._store_call("get", key)
-            if isinstance(value, str):
-                return value
-        raise StoreUnavailable(f"could not create generation {key}")
-
-    def _replace_generation(self, key: str) -> None:
-        """Give ``key`` a new random token; raise StoreUnavailable unless the store took it."""
-        stored = self._store_call("set", key, secrets.token_hex(8), GENERATION_TIMEOUT, must_land=True)
-        if stored is False:  # cachelib's FileSystemCache reports OS errors (disk full) this way
-            raise StoreUnavailable(f"the store refused to write {key}")
+        return self._generations.current(tenant, collection)
 
     def invalidate(self, tenant: str, collections: Iterable[str]) -> list[str]:
         """Replace the generation of each collection: all its entries are gone for everyone."""
-        done = []
-        for collection in dict.fromkeys(collections):
-            self._replace_generation(self._generation_keys(tenant, collection)[1])
-            done.append(collection)
-        return done
+        return self._generations.invalidate(tenant, collections)
 
     def invalidate_tenant(self, tenant: str) -> None:
         """Replace the tenant's generation: every entry of the tenant is gone."""
-        self._replace_generation(f"gen:{tenant}")
+        self._generations.invalidate_tenant(tenant)
 
     def key_for(self, tenant: str, collection: str, signature: str) -> str:
         """The entry key: tenant, collection, both generations, and a digest of the request."""
@@ -382,16 +196,17 @@ class ContentCache:
             return Served(load(), "BYPASS")
         key, entry, now = located
         if entry is not None:
-            age = entry.age(now)
-            if age < policy.ttl:
+            if policy.is_fresh(entry, now):
                 return Served(entry, "HIT")
-            if age < policy.ttl + policy.stale_while_revalidate:
+            if policy.may_revalidate(entry, now):
                 self._refresh_in_background(key, policy, load)
                 return Served(entry, "STALE")
         try:
-            return self._fetch_once(key, policy, load)
+            return self.flights.run(
+                key, lambda: self._load_and_store(key, policy, load), self._settled(key, policy)
+            )
         except UPSTREAM_FAILURES:
-            if entry is not None and entry.age(self.clock()) < policy.ttl + policy.stale_if_error:
+            if entry is not None and policy.may_serve_on_error(entry, self.clock()):
                 log.warning("serving stale %s/%s: Strapi failed", tenant, collection)
                 return Served(entry, "STALE")
             raise
@@ -400,7 +215,7 @@ class ContentCache:
         self, tenant: str, collection: str, signature: str, policy: Freshness
     ) -> tuple[str, Entry | None, float] | None:
         """The request's key, its entry if any, and now; None when the cache cannot be used."""
-        if policy.ttl <= 0:
+        if not policy.caches:
             return None
         try:
             key = self.key_for(tenant, collection, signature)
@@ -415,65 +230,17 @@ class ContentCache:
         if located is None:
             return None
         _, entry, now = located
-        return entry if entry is not None and entry.age(now) < policy.ttl else None
+        return entry if entry is not None and policy.is_fresh(entry, now) else None
 
-    def _fetch_once(self, key: str, policy: Freshness, load: Loader) -> Served:
-        """Fetch under the key's lock; waiters take the holder's result, bounded by lock_wait."""
-        seen = self._flight_token(key)
-        deadline = time.monotonic() + self.lock_wait
-        while time.monotonic() < deadline:
-            try:
-                lock = self.locks.try_acquire(key, self.lock_wait)
-            except StoreUnavailable:
-                break
-            if lock is not None:
-                try:
-                    return self._fetch_as_holder(key, policy, load, seen)
-                finally:
-                    lock.release()
-            time.sleep(self.poll_interval)
-            shared = self._result_since(key, policy, seen)
-            if shared is not None:
-                return shared
-        log.warning("single-flight wait for %s ran out; fetching directly", key)
-        return Served(self._load_and_store(key, policy, load), "MISS")
+    def _settled(self, key: str, policy: Freshness) -> Callable[[], Served | None]:
+        """For single-flight: a fresh entry another fetch has stored meanwhile, as a HIT."""
 
-    def _fetch_as_holder(self, key: str, policy: Freshness, load: Loader, seen: str | None) -> Served:
-        """As the lock holder: re-check (a previous holder may have just stored it), then fetch."""
-        shared = self._result_since(key, policy, seen)
-        if shared is not None:
-            return shared
-        try:
-            return Served(self._load_and_store(key, policy, load), "MISS")
-        except ApiError as exc:
-            self._share_failure(key, exc)
-            raise
+        def settled() -> Served | None:
+            entry = self._get_entry(key)
+            fresh = entry is not None and policy.is_fresh(entry, self.clock())
+            return Served(entry, "HIT") if entry is not None and fresh else None
 
-    def _flight_outcome(self, key: str) -> tuple[str, Any] | None:
-        """The (token, outcome) a finished fetch of ``key`` left for its waiters, if any."""
-        try:
-            outcome = self._store_call("get", f"flight:{key}")
-        except StoreUnavailable:
-            return None
-        return outcome if isinstance(outcome, tuple) and len(outcome) == 2 else None
-
-    def _flight_token(self, key: str) -> str | None:
-        """The token of the last shared outcome, so a waiter only accepts a newer one."""
-        outcome = self._flight_outcome(key)
-        return outcome[0] if outcome else None
-
-    def _result_since(self, key: str, policy: Freshness, seen: str | None) -> Served | None:
-        """A fresh entry, or the outcome of a fetch that finished after we started waiting."""
-        entry = self._get_entry(key)
-        if entry is not None and entry.age(self.clock()) < policy.ttl:
-            return Served(entry, "HIT")
-        outcome = self._flight_outcome(key)
-        if outcome is None or outcome[0] == seen:
-            return None
-        if isinstance(outcome[1], ApiError):
-            raise outcome[1]
-        shared = Entry.from_stored(outcome[1])
-        return Served(shared, "MISS") if shared is not None else None
+        return settled
 
     def _load_and_store(self, key: str, policy: Freshness, load: Loader) -> Entry:
         """Load from Strapi; keep 200s for ``keep_for``; let waiters see other answers briefly."""
@@ -481,17 +248,10 @@ class ContentCache:
         if entry.status == 200:
             self._put_entry(key, entry, policy.keep_for)
         else:
-            self._share(key, entry.as_tuple())
+            self.flights.share(key, entry)
         return entry
 
-    def _share(self, key: str, outcome: Any) -> None:
-        """Publish a non-cacheable outcome to the waiters of this flight for a few seconds."""
-        with contextlib.suppress(StoreUnavailable):
-            self._store_call("set", f"flight:{key}", (secrets.token_hex(8), outcome), 5)
-
-    def _share_failure(self, key: str, exc: ApiError) -> None:
-        """Waiters of a failed fetch fail the same way instead of retrying one by one."""
-        self._share(key, type(exc)(exc.message))
+    # -- background refreshes -------------------------------------------------------------------
 
     def _refresh_in_background(self, key: str, policy: Freshness, load: Loader) -> None:
         """Start one refresh of a stale entry unless another worker or instance is already on it."""
@@ -528,26 +288,8 @@ def content_cache() -> ContentCache:
     return result
 
 
-def freshness_for(collection: str) -> Freshness:
-    """The configured TTL and grace windows of ``collection`` (resolved once at start-up)."""
-    resolved: dict[str, Freshness] = current_app.extensions["bffproxy.freshness"]
-    return resolved[collection]
-
-
-def _resolve_freshness(config: Any) -> dict[str, Freshness]:
-    """Every exposed collection's TTL and grace windows."""
-    return {
-        collection: Freshness(
-            config["CACHE_TTLS"].get(collection, config["CACHE_TTL"]),
-            config["STALE_WHILE_REVALIDATE"],
-            config["STALE_IF_ERROR"],
-        )
-        for collection in config["COLLECTIONS"]
-    }
-
-
 def _configure(app: Flask) -> None:
-    """Validate the cache settings and translate them into Flask-Caching's."""
+    """Validate the cache settings."""
     config = app.config
     config.setdefault("STALE_WHILE_REVALIDATE", 30)
     config.setdefault("STALE_IF_ERROR", 3600)
@@ -571,52 +313,14 @@ def _configure(app: Flask) -> None:
     config["CACHE_KEY_PREFIX"] = as_str(config, "CACHE_KEY_PREFIX") or "bffproxy:"
 
 
-def flask_caching_config(config: Any) -> dict[str, Any]:
-    """Flask-Caching's own settings, kept apart from ours (its CACHE_DIR is a sub-folder)."""
-    common = {"CACHE_KEY_PREFIX": config["CACHE_KEY_PREFIX"], "CACHE_DEFAULT_TIMEOUT": config["CACHE_TTL"]}
-    if config["REDIS_URL"]:
-        return {
-            **common,
-            "CACHE_TYPE": "RedisCache",
-            "CACHE_REDIS_URL": config["REDIS_URL"],
-            "CACHE_OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
-        }
-    return {
-        **common,
-        "CACHE_TYPE": "FileSystemCache",
-        "CACHE_DIR": os.path.join(config["CACHE_DIR"], "entries"),
-        "CACHE_THRESHOLD": config["CACHE_MAX_ENTRIES"],
-    }
-
-
-def redis_client(app: Flask) -> Any:
-    """A redis-py client for the configured URL with short timeouts (locks, events, limits)."""
-    import redis
-
-    client = app.extensions.get("bffproxy.redis")
-    if client is None:
-        client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
-        app.extensions["bffproxy.redis"] = client
-    return client
-
-
-def shared_locks(app: Flask, folder: str, stripes: int = 1024) -> FlightLocks:
-    """Locks shared like the store: Redis locks with BFFPROXY_REDIS_URL, else flock stripes in ``folder``."""
-    if app.config["REDIS_URL"]:
-        return RedisFlightLocks(redis_client(app), app.config["CACHE_KEY_PREFIX"])
-    return FileFlightLocks(os.path.join(app.config["CACHE_DIR"], folder), stripes=stripes)
-
-
 def init_app(app: Flask) -> None:
-    """Configure Flask-Caching and build the content cache with its single-flight locks."""
+    """Validate the cache settings, build the shared store and the content cache with its locks."""
     _configure(app)
-    flask_cache.init_app(app, config=flask_caching_config(app.config))
-    store = flask_cache.cache
-    locks = shared_locks(app, "locks")
-    app.extensions["bffproxy.freshness"] = _resolve_freshness(app.config)
+    shared_store.init_app(app)
+    app.extensions["bffproxy.freshness"] = resolve_freshness(app.config)
     app.extensions["bffproxy.cache"] = ContentCache(
-        store,
-        locks,
+        app.extensions["bffproxy.store"],
+        shared_locks(app, "locks"),
         lock_wait=app.config["CACHE_LOCK_WAIT"],
         memory_bytes=app.config["CACHE_MEMORY_MB"] * 1024 * 1024,
     )

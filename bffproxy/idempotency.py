@@ -289,11 +289,11 @@ def init_app(app: Flask) -> None:
     config["IDEMPOTENCY_TTL"] = as_number(config, "IDEMPOTENCY_TTL", int, minimum=1)
     config["IDEMPOTENCY_SETTLE"] = as_number(config, "IDEMPOTENCY_SETTLE", float, minimum=0)
     locks = shared_locks(app, "idempotency-locks", stripes=256)
-    content = app.extensions.get("bffproxy.cache")
-    if content is None:
+    records = app.extensions.get("bffproxy.records")
+    if records is None:
         raise RuntimeError(f"caching.init_app must run before idempotency.init_app ({env_name('CACHE_DIR')})")
     app.extensions["bffproxy.idempotency"] = IdempotencyStore(
-        content.store,
+        records,
         locks,
         ttl=config["IDEMPOTENCY_TTL"],
         in_flight_timeout=config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 5,

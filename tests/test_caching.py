@@ -126,7 +126,7 @@ def test_tenant_invalidation_drops_every_collection(cache: ContentCache, clock: 
 def test_lost_generation_never_resurrects_old_entries(cache: ContentCache, clock: FakeClock) -> None:
     load = CountingLoader(clock)
     serve(cache, load)
-    cache.store.delete("gen:default:articles")  # evicted by the store
+    cache.store.backend.delete("gen:default:articles")  # evicted by the store
     assert serve(cache, load).x_cache == "MISS"
 
 
@@ -134,7 +134,7 @@ def test_corrupted_entry_is_a_miss(cache: ContentCache, clock: FakeClock) -> Non
     load = CountingLoader(clock)
     serve(cache, load)
     key = cache.key_for("default", "articles", "api/articles?")
-    cache.store.set(key, ("garbage",))
+    cache.store.backend.set(key, ("garbage",))
     assert serve(cache, load).x_cache == "MISS"
 
 
@@ -306,13 +306,13 @@ def test_memory_tier_respects_generations_and_ttl(tmp_path: Path, clock: FakeClo
     )
     load = CountingLoader(clock, body=b"v1")
     serve(cache, load)
-    cache.store.clear()  # the shared copy is gone, this worker's memory still has it
+    cache.store.backend.clear()  # the shared copy is gone, this worker's memory still has it
     cache.invalidate("default", ["articles"])
     load.body = b"v2"
     assert serve(cache, load).entry.body == b"v2"  # new generation: memory is not consulted
     clock.advance(61)
     load.body = b"v3"
-    cache.store.clear()
+    cache.store.backend.clear()
     served = serve(cache, load)
     assert (served.x_cache, served.entry.body) == ("MISS", b"v3")  # expired in memory too
 

@@ -1,0 +1,185 @@
+"""Single-flight: one fetch per cache key across workers and instances, the others wait for it.
+
+The lock factory (:func:`shared_locks`) is the one place locks come from, for the cache and for
+idempotency: ``flock`` stripes in the cache dir (the workers of one machine) or redis-py locks
+(every instance). A holder publishes what it got (a non-cacheable answer or a failure) under
+``flight:<key>`` for a few seconds, so waiters answer the same instead of retrying one by one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from flask import Flask
+
+from .errors import ApiError
+from .freshness import Entry, Served
+from .store import SharedStore, StoreUnavailable, redis_client
+
+log = logging.getLogger(__name__)
+
+SHARED_OUTCOME_TIMEOUT = 5  # seconds a waiter can still pick up a holder's non-cacheable outcome
+
+
+class FlightLock(Protocol):
+    """A held single-flight lock."""
+
+    def release(self) -> None:
+        """Give the lock back."""
+
+
+class FlightLocks(Protocol):
+    """Non-blocking locks by cache key, shared by every worker that shares the store."""
+
+    def try_acquire(self, key: str, ttl: float) -> FlightLock | None:
+        """The lock for ``key`` if free now, else None."""
+
+
+class _FileLock:
+    """An ``flock`` held on an open file; released by closing it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        """Unlock and close (also done by the kernel if the process dies)."""
+        os.close(self._fd)
+
+
+class FileFlightLocks:
+    """Single-flight across the processes of one machine: ``flock`` on one of N stripe files."""
+
+    def __init__(self, directory: str, stripes: int = 1024) -> None:
+        self.directory = directory
+        self.stripes = stripes
+        os.makedirs(directory, exist_ok=True)
+
+    def try_acquire(self, key: str, ttl: float) -> FlightLock | None:
+        """The stripe's lock if free; a stripe shared by two keys only makes one of them wait."""
+        stripe = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % self.stripes
+        fd = os.open(os.path.join(self.directory, f"{stripe}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return _FileLock(fd)
+
+
+class RedisFlightLocks:
+    """Single-flight across instances: redis-py's Lock (SET NX PX, compare-and-delete release)."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def try_acquire(self, key: str, ttl: float) -> FlightLock | None:
+        """The lock if free; it expires by itself after ``ttl`` if its holder dies."""
+        lock = self.client.lock(f"{self.prefix}lock:{key}", timeout=ttl, blocking=False, thread_local=False)
+        try:
+            return lock if lock.acquire() else None  # type: ignore[no-any-return]
+        except Exception as exc:  # the store is down: fetch without single-flight
+            raise StoreUnavailable(str(exc)) from exc
+
+
+def shared_locks(app: Flask, folder: str, stripes: int = 1024) -> FlightLocks:
+    """Locks shared like the store: Redis locks with BFFPROXY_REDIS_URL, else flock stripes in ``folder``."""
+    if app.config["REDIS_URL"]:
+        return RedisFlightLocks(redis_client(app), app.config["CACHE_KEY_PREFIX"])
+    return FileFlightLocks(os.path.join(app.config["CACHE_DIR"], folder), stripes=stripes)
+
+
+Fetch = Callable[[], Entry]
+Settled = Callable[[], Served | None]
+
+
+class SingleFlight:
+    """Runs a fetch under the key's lock; waiters take the holder's result, bounded by lock_wait."""
+
+    def __init__(
+        self,
+        store: SharedStore,
+        locks: FlightLocks,
+        *,
+        lock_wait: float,
+        poll_interval: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.locks = locks
+        self.lock_wait = lock_wait
+        self.poll_interval = poll_interval
+        self.monotonic = monotonic
+        self.sleep = sleep
+
+    def run(self, key: str, fetch: Fetch, settled: Settled) -> Served:
+        """Fetch once for everyone; ``settled`` says whether another holder already stored it."""
+        seen = self._token(key)
+        deadline = self.monotonic() + self.lock_wait
+        while self.monotonic() < deadline:
+            try:
+                lock = self.locks.try_acquire(key, self.lock_wait)
+            except StoreUnavailable:
+                break
+            if lock is not None:
+                try:
+                    return self._as_holder(key, fetch, settled, seen)
+                finally:
+                    lock.release()
+            self.sleep(self.poll_interval)
+            shared = settled() or self._outcome_since(key, seen)
+            if shared is not None:
+                return shared
+        log.warning("single-flight wait for %s ran out; fetching directly", key)
+        return Served(fetch(), "MISS")
+
+    def _as_holder(self, key: str, fetch: Fetch, settled: Settled, seen: str | None) -> Served:
+        """As the lock holder: re-check (a previous holder may have just stored it), then fetch."""
+        shared = settled() or self._outcome_since(key, seen)
+        if shared is not None:
+            return shared
+        try:
+            return Served(fetch(), "MISS")
+        except ApiError as exc:
+            self._publish(key, type(exc)(exc.message))  # waiters fail the same way
+            raise
+
+    def share(self, key: str, entry: Entry) -> None:
+        """Publish a non-cacheable answer to the waiters of this flight for a few seconds."""
+        self._publish(key, entry.as_tuple())
+
+    def _publish(self, key: str, outcome: Any) -> None:
+        with contextlib.suppress(StoreUnavailable):  # waiters then fetch once the lock is free
+            self.store.set(f"flight:{key}", (secrets.token_hex(8), outcome), SHARED_OUTCOME_TIMEOUT)
+
+    def _outcome(self, key: str) -> tuple[str, Any] | None:
+        """The (token, outcome) a finished fetch of ``key`` left for its waiters, if any."""
+        try:
+            outcome = self.store.get(f"flight:{key}")
+        except StoreUnavailable:
+            return None
+        return outcome if isinstance(outcome, tuple) and len(outcome) == 2 else None
+
+    def _token(self, key: str) -> str | None:
+        """The token of the last shared outcome, so a waiter only accepts a newer one."""
+        outcome = self._outcome(key)
+        return outcome[0] if outcome else None
+
+    def _outcome_since(self, key: str, seen: str | None) -> Served | None:
+        """The outcome of a fetch that finished after we started waiting (a failure is raised)."""
+        outcome = self._outcome(key)
+        if outcome is None or outcome[0] == seen:
+            return None
+        if isinstance(outcome[1], ApiError):
+            raise outcome[1]
+        shared = Entry.from_stored(outcome[1])
+        return Served(shared, "MISS") if shared is not None else None

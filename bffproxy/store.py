@@ -1,0 +1,137 @@
+"""The shared store and its one fault boundary.
+
+One cachelib backend (FileSystemCache under ``BFFPROXY_CACHE_DIR``, or Redis with
+``BFFPROXY_REDIS_URL``) holds cache entries, generations, single-flight outcomes and the role cache.
+Every call to it goes through :class:`SharedStore`, so a fault (Redis down, a full disk) is logged
+once per interval and becomes :class:`StoreUnavailable` in exactly one place; callers decide what
+that means for them (a miss, a BYPASS, a 503).
+
+With Redis there is one client (one connection pool) per worker: locks, rate limits and the cache
+backend all use :func:`redis_client`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app
+
+from .extensions import cache as flask_cache
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """The shared store cannot be used right now; callers bypass it."""
+
+
+class SharedStore:
+    """A cachelib backend behind one fault boundary: a failure marks it down for ``retry_after``.
+
+    While marked down, calls are refused at once (no 0.5 s socket timeout per request) unless the
+    caller says the call must land (invalidations) or the store was built with
+    ``skip_while_down=False`` (idempotency records: refusing a write costs more than trying).
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        name: str = "cache store",
+        retry_after: float = 5.0,
+        skip_while_down: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self.retry_after = retry_after
+        self.skip_while_down = skip_while_down
+        self.monotonic = monotonic
+        self._down_until = 0.0
+
+    @property
+    def is_down(self) -> bool:
+        """True while the last failure is more recent than ``retry_after``."""
+        return self.monotonic() < self._down_until
+
+    def call(self, method: str, *args: Any, must_land: bool = False, reader: Any = None) -> Any:
+        """Call ``method`` on the backend (or on ``reader``); any failure becomes StoreUnavailable."""
+        if self.skip_while_down and not must_land and self.is_down:
+            raise StoreUnavailable(f"{self.name} marked down")
+        try:
+            return getattr(reader or self.backend, method)(*args)
+        except Exception as exc:
+            self._down_until = self.monotonic() + self.retry_after
+            log.error(
+                "%s failed (%s: %s); bypassing it for %.0fs",
+                self.name,
+                exc.__class__.__name__,
+                exc,
+                self.retry_after,
+            )
+            raise StoreUnavailable(str(exc)) from exc
+
+    def get(self, key: str) -> Any:
+        """The value under ``key``, or None."""
+        return self.call("get", key)
+
+    def get_many(self, *keys: str) -> Any:
+        """The values under ``keys``, None for each absent one."""
+        return self.call("get_many", *keys)
+
+    def set(self, key: str, value: Any, timeout: int, *, must_land: bool = False) -> Any:
+        """Store ``value`` for ``timeout`` seconds; False when a file backend could not write it."""
+        return self.call("set", key, value, timeout, must_land=must_land)
+
+    def delete(self, key: str) -> Any:
+        """Forget ``key``."""
+        return self.call("delete", key, must_land=True)
+
+
+def redis_client(app: Flask) -> Any:
+    """The worker's one redis-py client for BFFPROXY_REDIS_URL, with short timeouts."""
+    import redis
+
+    client = app.extensions.get("bffproxy.redis")
+    if client is None:
+        client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
+        app.extensions["bffproxy.redis"] = client
+    return client
+
+
+def shared_store() -> SharedStore:
+    """The current app's shared store (cache entries, generations, role cache)."""
+    store: SharedStore = current_app.extensions["bffproxy.store"]
+    return store
+
+
+def flask_caching_config(app: Flask) -> dict[str, Any]:
+    """Flask-Caching's own settings, kept apart from ours (its CACHE_DIR is a sub-folder).
+
+    With Redis the backend gets the worker's one client (``CACHE_REDIS_HOST`` takes a client
+    object), so the cache, locks and rate limits share one connection pool.
+    """
+    config = app.config
+    common = {"CACHE_KEY_PREFIX": config["CACHE_KEY_PREFIX"], "CACHE_DEFAULT_TIMEOUT": config["CACHE_TTL"]}
+    if config["REDIS_URL"]:
+        return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": redis_client(app)}
+    return {
+        **common,
+        "CACHE_TYPE": "FileSystemCache",
+        "CACHE_DIR": os.path.join(config["CACHE_DIR"], "entries"),
+        "CACHE_THRESHOLD": config["CACHE_MAX_ENTRIES"],
+    }
+
+
+def init_app(app: Flask) -> None:
+    """Build the shared store (after caching has validated its settings)."""
+    flask_cache.init_app(app, config=flask_caching_config(app))
+    app.extensions["bffproxy.store"] = SharedStore(flask_cache.cache)
+    # Idempotency records: refusing a keyed write costs more than trying, so never skipped.
+    app.extensions["bffproxy.records"] = SharedStore(
+        flask_cache.cache, name="idempotency store", skip_while_down=False
+    )
