@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from flask import Flask
+from redis.exceptions import LockError, RedisError
 
 from .errors import ApiError
 from .freshness import Entry, Served
@@ -74,6 +75,29 @@ class FileFlightLocks:
         return _FileLock(fd)
 
 
+class _RedisLock:
+    """A held redis-py lock whose release never raises.
+
+    A holder can outlive its lock: one Strapi call may take longer than the lock's TTL (two connect
+    timeouts and a read timeout, or slow 503s). redis-py then raises LockNotOwnedError on release,
+    which in a ``finally`` would replace the caller's real outcome (a 504, stale content, a committed
+    write) with a 500. The lock is gone either way (expired, maybe taken over, and redis-py's
+    compare-and-delete never frees another holder's lock), so losing it is only logged.
+    """
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+
+    def release(self) -> None:
+        """Give the lock back if still held; a lost lock or a Redis fault is logged."""
+        try:
+            self._lock.release()
+        except LockError:
+            log.warning("lock %s expired before it was released (held longer than its TTL)", self._lock.name)
+        except RedisError as exc:  # Redis unreachable: the lock expires by itself
+            log.warning("could not release lock %s: %s", self._lock.name, exc)
+
+
 class RedisFlightLocks:
     """Single-flight across instances: redis-py's Lock (SET NX PX, compare-and-delete release)."""
 
@@ -85,7 +109,7 @@ class RedisFlightLocks:
         """The lock if free; it expires by itself after ``ttl`` if its holder dies."""
         lock = self.client.lock(f"{self.prefix}lock:{key}", timeout=ttl, blocking=False, thread_local=False)
         try:
-            return lock if lock.acquire() else None  # type: ignore[no-any-return]
+            return _RedisLock(lock) if lock.acquire() else None
         except Exception as exc:  # the store is down: fetch without single-flight
             raise StoreUnavailable(str(exc)) from exc
 

@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 from cachelib import FileSystemCache, SimpleCache
+from redis.exceptions import LockNotOwnedError
 
-from bffproxy.caching import ContentCache, Entry, FileFlightLocks, Freshness, StoreUnavailable
+from bffproxy.caching import (
+    ContentCache,
+    Entry,
+    FileFlightLocks,
+    Freshness,
+    RedisFlightLocks,
+    StoreUnavailable,
+)
 from bffproxy.errors import UpstreamTimeout, UpstreamUnavailable
 
 from .conftest import FakeClock
@@ -345,3 +353,48 @@ def test_file_generations_are_reread_only_when_changed_and_seen_at_once(
     after = worker_a.key_for("default", "articles", "sig")
     assert after != before
     assert after == worker_b.key_for("default", "articles", "sig")
+
+
+class ExpiredRedisLock:
+    """What redis-py's Lock does when its TTL ran out while held: release raises."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        raise LockNotOwnedError("Cannot release a lock that's no longer owned")
+
+
+class ExpiringLockClient:
+    """A redis-py stand-in whose every lock expires before its holder releases it."""
+
+    def lock(self, name: str, **kwargs: Any) -> ExpiredRedisLock:
+        return ExpiredRedisLock(name)
+
+
+def test_a_redis_lock_lost_before_release_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    lock = RedisFlightLocks(ExpiringLockClient(), "bffproxy:").try_acquire("k", 1.0)
+    assert lock is not None
+    lock.release()
+    assert "bffproxy:lock:k expired before it was released" in caplog.text
+
+
+def test_a_fetch_that_outlasts_its_redis_lock_still_answers_504(clock: FakeClock) -> None:
+    cache = ContentCache(SimpleCache(), RedisFlightLocks(ExpiringLockClient(), "bffproxy:"), clock=clock)
+    load = CountingLoader(clock)
+    load.fail = UpstreamTimeout()
+    with pytest.raises(UpstreamTimeout):
+        serve(cache, load)
+
+
+def test_a_fetch_that_outlasts_its_redis_lock_still_serves_stale(clock: FakeClock) -> None:
+    cache = ContentCache(SimpleCache(), RedisFlightLocks(ExpiringLockClient(), "bffproxy:"), clock=clock)
+    load = CountingLoader(clock, body=b"kept")
+    serve(cache, load)
+    clock.advance(200)  # past the revalidation window, inside stale-if-error
+    load.fail = UpstreamTimeout()
+    served = serve(cache, load)
+    assert (served.x_cache, served.entry.body) == ("STALE", b"kept")

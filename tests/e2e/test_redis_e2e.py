@@ -3,7 +3,9 @@
 * a webhook received by instance A makes instance B serve fresh content on its very next request;
 * a cold stampede spread over both instances reaches Strapi once (counted in Strapi's own log);
 * with Redis unreachable both keep answering from Strapi (X-Cache: BYPASS), never 500, and log the
-  fault once per interval, not per request.
+  fault once per interval, not per request;
+* a single-flight or idempotency lock that expires while held (a Strapi call outlasting it) is
+  released without an error, so the answer stays a 504 or stale content, never a 500.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
+from cachelib import RedisCache
+
+from bffproxy.caching import ContentCache, Entry, Freshness, RedisFlightLocks
+from bffproxy.errors import UpstreamTimeout
 
 from .services import Gunicorn, RedisServer, Strapi, free_port, wait_until
 from .test_invalidation_e2e import Articles, by_worker, fetch, hit_on_two_workers, wait_for_webhooks
@@ -112,3 +119,36 @@ def test_redis_never_reachable_still_serves(start_bff: Callable[..., Gunicorn], 
     answer = fetch(f"{bff.url}/api/articles")
     assert (answer.status_code, answer.headers["X-Cache"]) == (200, "BYPASS")
     assert answer.json() == strapi_live.get("api/articles").json()
+
+
+def expire_locks(client: redis.Redis, pattern: str) -> None:
+    """What Redis does when a lock's TTL runs out, without waiting for it: the key is gone."""
+    held = client.keys(pattern)
+    assert held, f"no lock matching {pattern} is held"
+    client.delete(*held)
+
+
+def test_a_lock_that_expires_before_release_is_released_quietly(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    locks = RedisFlightLocks(client, "e2e:")
+    lock = locks.try_acquire("idem:record", 5.0)  # the idempotency store's check-and-set lock
+    assert lock is not None
+    expire_locks(client, "e2e:lock:idem:record")
+    taken_over = locks.try_acquire("idem:record", 5.0)  # another request may take it meanwhile
+    assert taken_over is not None
+    lock.release()  # must neither raise nor free the new holder's lock
+    assert client.exists("e2e:lock:idem:record") == 1
+    taken_over.release()
+    assert client.exists("e2e:lock:idem:record") == 0
+
+
+def test_a_fetch_that_outlasts_its_redis_lock_answers_504_not_500(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    cache = ContentCache(RedisCache(host=client, key_prefix="e2e:"), RedisFlightLocks(client, "e2e:"))
+
+    def strapi_slower_than_the_lock() -> Entry:
+        expire_locks(client, "e2e:lock:v1:*")  # the fetch's own single-flight lock
+        raise UpstreamTimeout()
+
+    with pytest.raises(UpstreamTimeout):
+        cache.serve("default", "articles", "api/articles?", Freshness(60, 0, 0), strapi_slower_than_the_lock)
