@@ -38,7 +38,8 @@ from .caching import StoreUnavailable
 from .content import forwarded_headers
 from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
 from .idempotency import Claim, StoredAnswer, idempotency_store
-from .invalidation import DOCUMENT_ID, invalidate_collection
+from .invalidation import invalidate_collection
+from .reads import is_document_id
 from .schemas import CollectionSpec, load_flat, load_wrapped, spec_for
 from .strapi import StrapiResponse
 from .strapi_admin import AdminLoginFailed, admin_session
@@ -149,7 +150,7 @@ def writable(
     spec = spec_for(collection)
     if spec is None or not current_tenant().exposes(collection):
         raise NotFound(f"There is no writable collection '{collection}'.")
-    if document_id is not None and not DOCUMENT_ID.fullmatch(document_id):  # match() lets "id\n" through
+    if document_id is not None and not is_document_id(document_id):
         raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
     if needs_drafts and not spec.draft_and_publish:
         raise NoDraftAndPublish(
@@ -210,7 +211,7 @@ Reconcile = Callable[[Claim], StrapiResponse | None]
 
 
 def service_call(method: str, path: str, params: list[tuple[str, str]], body: Any) -> StrapiResponse:
-    """One request to Strapi with the server's API token."""
+    """One request to Strapi with the server's API token whose answer goes to the client (its headers too)."""
     client = current_tenant().strapi
     headers = {**forwarded_headers(), **client.service_authorization()}
     return client.request(method, path, params=params, json_body=body, headers=headers)
@@ -349,14 +350,13 @@ def create(spec: CollectionSpec, body: Any, data: dict[str, Any], *, publish: bo
 
 
 def created_answer(spec: CollectionSpec, found: dict[str, Any], *, publish: bool) -> StrapiResponse:
-    """The create's answer for a document an earlier attempt created (published now if it stopped short)."""
+    """The create's answer, in the client's format, for a document an earlier attempt created."""
+    path = f"api/{spec.name}/{found['documentId']}"
     if publish and spec.draft_and_publish:  # the first attempt may have stopped before publishing
-        path = f"api/{spec.name}/{found['documentId']}"
-        published = service_call("PUT", path, [("status", "published")], {"data": {}})
-        return StrapiResponse(
-            201 if published.ok else published.status, published.body, published.content_type
-        )
-    return StrapiResponse(201, json.dumps({"data": found, "meta": {}}).encode())
+        answer = service_call("PUT", path, [("status", "published")], {"data": {}})
+    else:
+        answer = service_call("GET", path, [("status", "draft")] if spec.draft_and_publish else [], None)
+    return StrapiResponse(201 if answer.ok else answer.status, answer.body, answer.content_type)
 
 
 def unpublish_reconciled(spec: CollectionSpec, document_id: str) -> StrapiResponse | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .content import forwarded_headers
 from .errors import UpstreamError
 from .idempotency import Claim
+from .request_id import HEADER as REQUEST_ID_HEADER
+from .request_id import current_request_id
 from .schemas import CollectionSpec, fields_with
 from .strapi import StrapiResponse
 from .tenants import current_tenant
@@ -25,7 +26,7 @@ RECONCILE_CLOCK_SKEW = 60.0  # seconds of clock difference tolerated between bff
 def look_up(path: str, params: list[tuple[str, str]]) -> StrapiResponse:
     """One GET with the server's API token; an answer other than 2xx or 404 is an UpstreamError."""
     client = current_tenant().strapi
-    headers = {**forwarded_headers(), **client.service_authorization()}
+    headers = {REQUEST_ID_HEADER: current_request_id(), **client.service_authorization()}
     answer = client.request("GET", path, params=params, headers=headers)
     if not answer.ok and answer.status != 404:
         raise UpstreamError(f"Strapi refused the reconciliation look-up ({answer.status}).")

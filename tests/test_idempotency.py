@@ -202,10 +202,11 @@ def test_reconciled_draft_create_answers_the_found_draft(
     slug = sent_json(posts(strapi)[0])["data"]["slug"]
     found = document(slug=slug, publishedAt=None)["data"]
     strapi.get(f"{STRAPI}/api/articles", json={"data": [found], "meta": {}})
+    strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json={"data": found, "meta": {}})
     clock.advance(11)
     retry = client.post("/api/articles", json=body, headers=keyed(editor))
     assert retry.status_code == 201
-    assert retry.get_json() == {"data": found, "meta": {}}
+    assert retry.get_json() == {"data": found, "meta": {}}  # as Strapi answers the draft's read
     assert [c.request.method for c in writes(strapi)] == ["POST"]
 
 
@@ -443,3 +444,86 @@ def test_a_derived_slug_left_by_an_expired_use_of_the_key_is_not_ours(
     clock.advance(11)
     assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
     assert len(posts(strapi)) == 2  # the old document was not this key's: create
+
+
+# -- client format headers never reach bffproxy's own look-ups ------------------------------------
+
+V4 = {"Strapi-Response-Format": "v4"}
+
+
+def in_requested_format(item: dict[str, Any]) -> Callable[[Any], tuple[int, dict[str, str], str]]:
+    """A Strapi list answer holding ``item``, shaped as Strapi 5 shapes it for the request's format."""
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        if request.headers.get("Strapi-Response-Format") == "v4":  # createdAt sits under attributes
+            shaped = {"id": item["id"], "attributes": {k: v for k, v in item.items() if k != "id"}}
+        else:
+            shaped = item
+        return 200, {"Content-Type": "application/json"}, json.dumps({"data": [shaped], "meta": {}})
+
+    return answer
+
+
+def test_retried_v4_create_finds_the_document_and_answers_in_v4(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
+    assert client.post(URL, json=BODY, headers=keyed({**editor, **V4})).status_code == 504
+    slug = sent_json(posts(strapi)[0])["data"]["slug"]
+    created = document(title="Hello", slug=slug, publishedAt=None)["data"]
+    strapi.add_callback(responses.GET, f"{STRAPI}/api/articles", callback=in_requested_format(created))
+    v4_published = {"data": {"id": 1, "attributes": {"documentId": DOC, "title": "Hello"}}, "meta": {}}
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=v4_published)
+    clock.advance(11)
+    retry = client.post(URL, json=BODY, headers=keyed({**editor, **V4}))
+    assert retry.status_code == 201
+    assert retry.get_json() == v4_published  # the client asked for v4: the answer is v4
+    assert len(posts(strapi)) == 1  # never created twice
+    (look_up,) = [c for c in strapi.calls if c.request.url.startswith(f"{STRAPI}/api/articles?")]
+    assert "Strapi-Response-Format" not in look_up.request.headers
+    (publish,) = [c for c in writes(strapi) if c.request.method == "PUT"]
+    assert publish.request.headers["Strapi-Response-Format"] == "v4"
+
+
+def test_retried_v4_draft_create_answers_the_found_draft_in_v4(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
+    body = {"data": BODY}
+    assert client.post("/api/articles", json=body, headers=keyed({**editor, **V4})).status_code == 504
+    slug = sent_json(posts(strapi)[0])["data"]["slug"]
+    created = document(title="Hello", slug=slug, publishedAt=None)["data"]
+    strapi.add_callback(responses.GET, f"{STRAPI}/api/articles", callback=in_requested_format(created))
+    v4_draft = {"data": {"id": 1, "attributes": {"documentId": DOC, "publishedAt": None}}, "meta": {}}
+    strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json=v4_draft)
+    clock.advance(11)
+    retry = client.post("/api/articles", json=body, headers=keyed({**editor, **V4}))
+    assert retry.status_code == 201
+    assert retry.get_json() == v4_draft
+    assert [c.request.method for c in writes(strapi)] == ["POST"]
+    (fetch,) = [c for c in strapi.calls if c.request.url.startswith(f"{STRAPI}/api/articles/{DOC}")]
+    assert fetch.request.headers["Strapi-Response-Format"] == "v4"
+
+
+def test_retried_v4_unpublish_probes_without_the_format_header(
+    config: dict[str, Any], strapi: Any, clock: FakeClock
+) -> None:
+    config.update(STRAPI_ADMIN_EMAIL="admin@example.com", STRAPI_ADMIN_PASSWORD="pw")
+    app = create_app(config)
+    app.extensions["bffproxy.idempotency"].clock = clock
+    client = app.test_client()
+    register_users(strapi)
+    cm = f"{STRAPI}/content-manager/collection-types/api::article.article/{DOC}/actions/unpublish"
+    strapi.post(f"{STRAPI}/admin/login", json={"data": {"token": "a.b.c"}})
+    strapi.post(cm, body=requests.exceptions.ReadTimeout("read timed out"))
+    url, headers = f"/api/articles/{DOC}/unpublish", {**bearer(EDITOR), **V4, "Idempotency-Key": "u-1"}
+    assert client.post(url, headers=headers).status_code == 504
+    strapi.get(f"{STRAPI}/api/articles/{DOC}", status=404, json={"data": None})
+    strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json={"data": {"id": 1, "attributes": {}}})
+    clock.advance(11)
+    assert client.post(url, headers=headers).status_code == 200
+    gets = [c.request for c in strapi.calls if c.request.url.startswith(f"{STRAPI}/api/articles/{DOC}")]
+    assert [(r.url.endswith("?status=draft"), r.headers.get("Strapi-Response-Format")) for r in gets] == [
+        (False, None),  # the probe: is it still published?
+        (True, "v4"),  # the answer, in the client's format
+    ]

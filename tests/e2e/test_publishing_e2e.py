@@ -291,21 +291,29 @@ def test_unpublish_without_admin_credentials_is_501(
     assert "BFFPROXY_STRAPI_ADMIN_EMAIL" in answer.json()["error"]["message"]
 
 
-def test_retry_after_a_timeout_reconciles_instead_of_creating_twice(
-    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, editor: Any, title: str, tmp_path: Any
-) -> None:
-    """Worker A times out after sending; Strapi creates anyway; the retry on B finds that document."""
+def patient_and_hasty(
+    start_bff: Callable[..., Gunicorn], editor: Any, tmp_path: Any, settle: str
+) -> tuple[Gunicorn, Gunicorn]:
+    """Two instances sharing one store: ``hasty`` times out on every write after sending it."""
     shared = tmp_path / "shared-cache"
     shared.mkdir()
-    patient = start_bff(cache_dir=shared, IDEMPOTENCY_SETTLE="4", **POLICY)
+    patient = start_bff(cache_dir=shared, IDEMPOTENCY_SETTLE=settle, **POLICY)
     hasty = start_bff(cache_dir=shared, STRAPI_READ_TIMEOUT="0.001", **POLICY)
-    headers = {**editor, "Idempotency-Key": f"e2e-{uuid.uuid4()}"}
-    body = {"title": title, "content": "sent once"}
     # The editor's role is resolved (and cached in the shared store) by the patient instance.
     assert (
         requests.post(f"{patient.url}/api/articles/publish", json={}, headers=editor, timeout=10).status_code
         == 422
     )
+    return patient, hasty
+
+
+def test_retry_after_a_timeout_reconciles_instead_of_creating_twice(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, editor: Any, title: str, tmp_path: Any
+) -> None:
+    """Worker A times out after sending; Strapi creates anyway; the retry on B finds that document."""
+    patient, hasty = patient_and_hasty(start_bff, editor, tmp_path, settle="4")
+    headers = {**editor, "Idempotency-Key": f"e2e-{uuid.uuid4()}"}
+    body = {"title": title, "content": "sent once"}
 
     lost = requests.post(f"{hasty.url}/api/articles/publish", json=body, headers=headers, timeout=10)
     assert lost.status_code == 504
@@ -324,3 +332,37 @@ def test_retry_after_a_timeout_reconciles_instead_of_creating_twice(
     replay = requests.post(f"{patient.url}/api/articles/publish", json=body, headers=headers, timeout=10)
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert len(in_strapi(strapi_live, title)) == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "flat", "published"), [("publish", True, True), ("", False, False)], ids=["publish", "draft"]
+)
+def test_retried_v4_create_finds_the_document_and_answers_in_v4(
+    start_bff: Callable[..., Gunicorn],
+    strapi_live: Strapi,
+    editor: Any,
+    title: str,
+    tmp_path: Any,
+    route: str,
+    flat: bool,
+    published: bool,
+) -> None:
+    """The client's Strapi-Response-Format: v4 never reaches the look-up, which reads Strapi 5's format."""
+    patient, hasty = patient_and_hasty(start_bff, editor, tmp_path, settle="0")
+    headers = {**editor, "Idempotency-Key": f"e2e-{uuid.uuid4()}", "Strapi-Response-Format": "v4"}
+    body = {"title": title} if flat else {"data": {"title": title}}
+    path = f"/api/articles/{route}".rstrip("/")
+
+    lost = requests.post(f"{hasty.url}{path}", json=body, headers=headers, timeout=10)
+    assert lost.status_code == 504
+    wait_until(lambda: len(in_strapi(strapi_live, title)) == 1, 10, "Strapi to finish the lost create")
+
+    retry = requests.post(f"{patient.url}{path}", json=body, headers=headers, timeout=10)
+    assert retry.status_code == 201, retry.text
+    (document,) = in_strapi(strapi_live, title)  # found, not created twice
+    data = retry.json()["data"]
+    assert data["documentId"] == document["documentId"]
+    assert data["attributes"]["title"] == title  # Strapi's v4 shape, as the client asked
+    assert (data["attributes"]["publishedAt"] is not None) is published
+    action = "create_publish" if flat else "create_draft"
+    assert [a["outcome"] for a in audit_lines(patient) if a["action"] == action][-1] == "reconciled"
