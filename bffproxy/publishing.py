@@ -135,8 +135,12 @@ def unpublish(collection: str, document_id: str) -> Response:
 def delete(collection: str, document_id: str) -> Response:
     """Delete the document, draft and published versions."""
     spec = writable(collection, document_id)
+    path = f"api/{collection}/{document_id}"
     return perform(
-        spec.name, None, lambda: service_call("DELETE", f"api/{collection}/{document_id}", [], None)
+        spec.name,
+        None,
+        lambda: service_call("DELETE", path, [], None),
+        lambda _: delete_reconciled(spec, document_id),
     )
 
 
@@ -365,6 +369,15 @@ def unpublish_reconciled(spec: CollectionSpec, document_id: str) -> StrapiRespon
         return None  # still published: unpublish it
     draft = service_call("GET", f"api/{spec.name}/{document_id}", [("status", "draft")], None)
     return StrapiResponse(200, draft.body, draft.content_type) if draft.ok else None
+
+
+def delete_reconciled(spec: CollectionSpec, document_id: str) -> StrapiResponse | None:
+    """Strapi's answer to a delete that worked when an earlier attempt deleted it, or None to delete.
+
+    Sent again, the delete may be answered 404 (and that stored and replayed): a delete that worked
+    would be reported as failed. A document that is absent afterwards is taken as deleted.
+    """
+    return StrapiResponse(204, b"") if reconciliation.is_deleted(spec, document_id) else None
 
 
 # -- audit and set-up ----------------------------------------------------------------------------

@@ -97,3 +97,9 @@ def is_unpublished(spec: CollectionSpec, document_id: str) -> bool:
     Strapi answers a second unpublish with 404, so a retry must not simply send it again.
     """
     return look_up(f"api/{spec.name}/{document_id}", []).status == 404
+
+
+def is_deleted(spec: CollectionSpec, document_id: str) -> bool:
+    """True when the document is gone (draft included): an earlier delete worked."""
+    params = [("status", "draft")] if spec.draft_and_publish else []  # every document has a draft
+    return look_up(f"api/{spec.name}/{document_id}", params).status == 404

@@ -318,6 +318,47 @@ def test_unknown_unpublish_is_reconciled_not_repeated(
     assert len([c for c in strapi.calls if c.request.url == cm]) == 1
 
 
+def time_out_first_delete(
+    client: FlaskClient, strapi: Any, editor: Any, collection: str = "articles"
+) -> None:
+    """A keyed DELETE whose answer never came; Strapi answers any later DELETE with 404."""
+    strapi.delete(f"{STRAPI}/api/{collection}/{DOC}", body=requests.exceptions.ReadTimeout("read timed out"))
+    assert client.delete(f"/api/{collection}/{DOC}", headers=keyed(editor)).status_code == 504
+    strapi.replace(
+        responses.DELETE, f"{STRAPI}/api/{collection}/{DOC}", status=404, json={"data": None, "error": {}}
+    )
+
+
+@pytest.mark.parametrize(("collection", "query"), [("articles", "?status=draft"), ("categories", "")])
+def test_unknown_delete_of_a_document_now_absent_is_reconciled_as_done(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock, collection: str, query: str
+) -> None:
+    time_out_first_delete(client, strapi, editor, collection)
+    strapi.get(f"{STRAPI}/api/{collection}/{DOC}{query}", status=404, json={"data": None, "error": {}})
+    clock.advance(11)
+    retry = client.delete(f"/api/{collection}/{DOC}", headers=keyed(editor))
+    assert (retry.status_code, retry.data) == (204, b"")  # as Strapi answers a delete that worked
+    assert len(writes(strapi)) == 1  # not sent again
+    (look_up,) = [
+        c.request for c in strapi.calls if c.request.method == "GET" and "/users/" not in c.request.url
+    ]
+    assert look_up.url == f"{STRAPI}/api/{collection}/{DOC}{query}"
+    replay = client.delete(f"/api/{collection}/{DOC}", headers=keyed(editor))
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (204, "true")
+
+
+def test_unknown_delete_of_a_document_still_there_is_sent_again(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
+) -> None:
+    time_out_first_delete(client, strapi, editor)
+    strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json=document(status=200))
+    strapi.replace(responses.DELETE, f"{STRAPI}/api/articles/{DOC}", status=204)
+    clock.advance(11)
+    retry = client.delete(f"/api/articles/{DOC}", headers=keyed(editor))
+    assert (retry.status_code, retry.data) == (204, b"")
+    assert [c.request.method for c in writes(strapi)] == ["DELETE", "DELETE"]
+
+
 def test_unknown_edit_is_simply_sent_again(
     client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
 ) -> None:

@@ -366,3 +366,27 @@ def test_retried_v4_create_finds_the_document_and_answers_in_v4(
     assert (data["attributes"]["publishedAt"] is not None) is published
     action = "create_publish" if flat else "create_draft"
     assert [a["outcome"] for a in audit_lines(patient) if a["action"] == action][-1] == "reconciled"
+
+
+def test_retried_delete_after_a_timeout_is_done_not_sent_again(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, editor: Any, title: str, tmp_path: Any
+) -> None:
+    """The lost delete worked: the retry answers as Strapi answers a delete, without a second DELETE."""
+    patient, hasty = patient_and_hasty(start_bff, editor, tmp_path, settle="0")
+    created = requests.post(
+        f"{patient.url}/api/articles/publish", json={"title": title}, headers=editor, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    doc = created.json()["data"]["documentId"]
+    headers = {**editor, "Idempotency-Key": f"e2e-{uuid.uuid4()}"}
+
+    lost = requests.delete(f"{hasty.url}/api/articles/{doc}", headers=headers, timeout=10)
+    assert lost.status_code == 504
+    wait_until(lambda: in_strapi(strapi_live, title) == [], 10, "Strapi to finish the lost delete")
+
+    retry = requests.delete(f"{patient.url}/api/articles/{doc}", headers=headers, timeout=10)
+    assert (retry.status_code, retry.content) == (204, b"")
+    assert strapi_live.count_requests(f"DELETE /api/articles/{doc}") == 1
+    assert [a["outcome"] for a in audit_lines(patient) if a["action"] == "delete"] == ["reconciled"]
+    replay = requests.delete(f"{patient.url}/api/articles/{doc}", headers=headers, timeout=10)
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (204, "true")
