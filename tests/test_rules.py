@@ -1,4 +1,4 @@
-"""Business rules: script stripping, slug from title, author stamping, and their configuration."""
+"""Business rules: rich-text safety, slug from title, author stamping, and their configuration."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import responses
+from flask.testing import FlaskClient
 
 from bffproxy import ConfigError, create_app, rules
-from bffproxy.rules import WriteContext, apply_rules, slugify, without_scripts
+from bffproxy.errors import Unprocessable
+from bffproxy.rules import (
+    DEFAULT_POLICY,
+    RichTextPolicy,
+    WriteContext,
+    apply_rules,
+    rich_text_problems,
+    slugify,
+)
 from bffproxy.schemas import ArticleSchema, CategorySchema
+
+from .test_publishing import EDITOR, bearer, register_users
+from .test_publishing import config as config  # the fixture: editors may write
 
 
 @dataclass(frozen=True)
@@ -24,28 +37,144 @@ def ctx(action: str = "create", **kwargs: Any) -> WriteContext:
     return WriteContext(collection="articles", action=action, schema=ArticleSchema(), **kwargs)
 
 
+# OWASP XSS Filter Evasion Cheat Sheet style: every one must be refused.
+XSS_VECTORS = [
+    "<img src=x onerror=alert(1)>",
+    "<IMG SRC=x OnErRoR=alert(1)>",
+    '<img src="x" alt="" onerror="alert(1)"/>',
+    '<img/src="x"/onerror=alert(1)>',
+    "<img src=`x` onerror=alert(1)>",
+    "<svg onload=alert(1)>",
+    "<svg/onload=alert(1)>",
+    "<body onload=alert(1)>",
+    "<p onmouseover=alert(1)>x</p>",
+    '<a href="https://example.com" onclick="alert(1)">x</a>',
+    '<iframe srcdoc="<script>alert(1)</script>"></iframe>',
+    "<iframe src=javascript:alert(1)></iframe>",
+    "<script>alert(1)</script>",
+    "<ScRiPt>alert(1)</sCrIpT>",
+    "<scr<script>ipt>alert(1)</script>",
+    "<script src=//evil.example/x.js></script>",
+    "<script>never closed",
+    '<a href="javascript:alert(1)">x</a>',
+    "<a href=JaVaScRiPt:alert(1)>x</a>",
+    '<a href=" javascript:alert(1)">x</a>',
+    '<a href="\x01javascript:alert(1)">x</a>',
+    '<a href="jav&#x09;ascript:alert(1)">x</a>',
+    '<a href="jav\tascript:alert(1)">x</a>',
+    '<a href="jav&#x0A;ascript:alert(1)">x</a>',
+    '<a href="&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)">x</a>',
+    '<a href="&#x6A;avascript&colon;alert(1)">x</a>',
+    '<a href="javas&#99;ript:alert(1)">x</a>',
+    '<a href="vbscript:msgbox(1)">x</a>',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">x</a>',
+    '<img src="data:image/svg+xml;base64,PHN2Zy8+">',
+    '<p style="width: expression(alert(1))">x</p>',
+    '<a href="https://example.com" style="background:url(javascript:alert(1))">x</a>',
+    '<object data="javascript:alert(1)"></object>',
+    "<embed src=javascript:alert(1)>",
+    '<form><button formaction="javascript:alert(1)">x</button></form>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    "<!--><img src=x onerror=alert(1)>-->",
+    '<noscript><p title="</noscript><img src=x onerror=alert(1)>">',
+    "<img src=x onerror=alert(1)//",
+    '<a href="https://example.com" title=">" onclick=alert(1)>x</a>',
+    # Markdown: links, images, references and autolinks a renderer turns into href/src.
+    "[x](javascript:alert(1))",
+    "[x]( javascript:alert(1) )",
+    "[x](<javascript:alert(1)>)",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x](&#106;avascript:alert(1))",
+    "[x](javascript&#58;alert(1))",
+    "[x](javascript\\:alert(1))",
+    "[x](java&#x09;script:alert(1))",
+    "[x](<java\tscript:alert(1)>)",
+    "[x](vbscript:msgbox(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "![x](javascript:alert(1))",
+    '[x](javascript:alert(1) "title")',
+    "[x][1]\n\n[1]: javascript:alert(1)",
+    "[x][1]\n\n[1]:\n  <javascript:alert(1)>",
+    "> [x][1]\n>\n> [1]:\n> data:text/html,x",
+    "<javascript:alert(1)>",
+    # Inside a raw HTML block a browser reads an autolink as a tag: /onfocus=... is an attribute.
+    "<p>\n<https://example.com/onfocus=alert(1)/autofocus/tabindex=0>\n</p>",
+]
+
+# Markdown as editors write it, and the HTML Markdown itself makes: it must pass unchanged.
+BENIGN_MARKDOWN = [
+    "> a quote\n> on two lines",
+    "a < b and c > d, 5 > 3 < 4",
+    "**bold**, _italic_, ~~struck~~ & more",
+    "`a < b` and `x <= y` and `if (a && b)`",
+    "```python\nif a < b and c > d:\n    pass\n```",
+    "    indented code: a < b",
+    '[a link](https://example.com "its title") and [mail](mailto:editor@example.com)',
+    "[anchor](#section) and [relative](../other-page) and ![image](/uploads/photo.png)",
+    "[ref][1]\n\n[1]: https://example.com/page?a=1&b=2",
+    "<https://example.com/path> and <editor@example.com>",
+    "# Title\n\n## Section\n\n1. one\n2. two\n\n- a\n- b\n\n---",
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+    "Use &lt;div&gt;, &amp; and &copy; as entities",
+    "say \"hi\" and 'bye'",
+    "JavaScript: the good parts, and data: the numbers",
+    "Intro\n\n<!-- more -->\n\nRest",
+    "line one  \nline two\r\nline three",
+    '<p>raw <em>HTML</em> <strong>too</strong></p>\n\n<a href="https://example.com" title="t">x</a>',
+    '<img src="https://example.com/x.png" alt="x" title="t"><br><hr/>',
+    "<table><tr><th>h</th></tr><tr><td>d</td></tr></table>",
+    "<pre>\ncode\n</pre>",
+    "<blockquote>q</blockquote>",
+]
+
+
+@pytest.mark.parametrize("vector", XSS_VECTORS)
+def test_rich_text_with_script_is_refused(vector: str) -> None:
+    with pytest.raises(Unprocessable) as refused:
+        apply_rules(ctx(), {"title": "t", "slug": "s", "body": f"Intro\n\n{vector}\n\nEnd"})
+    (error,) = refused.value.details["errors"]
+    assert error["field"] == "body"
+    assert error["message"].startswith("Unsafe content: ")
+
+
+@pytest.mark.parametrize("text", BENIGN_MARKDOWN)
+def test_benign_markdown_passes_unchanged(text: str) -> None:
+    assert apply_rules(ctx(), {"title": "t", "slug": "s", "body": text})["body"] == text
+
+
 @pytest.mark.parametrize(
-    ("dirty", "clean"),
+    ("text", "reason"),
     [
-        ("a<script>alert(1)</script>b", "ab"),
-        ("a<SCRIPT type='text/javascript'>x\ny</ScRiPt >b", "ab"),
-        ("a<script src=//evil.js></script>b", "ab"),
-        ("a<scr<script>x</script>ipt>alert(1)</script>b", "aalert(1)b"),
-        ("a<script>never closed", "anever closed"),
-        ("keep <b>bold</b> and `<scripted>` words", "keep <b>bold</b> and `<scripted>` words"),
-        ("no html at all", "no html at all"),
+        ("<img src=x onerror=alert(1)>", "the onerror attribute of <img> is not allowed"),
+        ("<svg onload=alert(1)>", "the HTML element <svg> is not allowed"),
+        ('<a href="jav&#x09;ascript:alert(1)">x</a>', "the href of <a> is not an allowed URL"),
+        ("[x](javascript:alert(1))", "the link target 'javascript:alert(1))' is not an allowed URL"),
+        ("if x<y then", "'<y then' reads as HTML to a browser"),
     ],
 )
-def test_script_tags_are_stripped(dirty: str, clean: str) -> None:
-    assert without_scripts(dirty) == clean
-    assert not re.search(r"<script\b", without_scripts(dirty), re.IGNORECASE)
+def test_a_refusal_says_what_to_change(text: str, reason: str) -> None:
+    assert any(problem.startswith(reason) for problem in rich_text_problems(text)), rich_text_problems(text)
 
 
-def test_only_rich_text_fields_are_stripped() -> None:
-    data = {"title": "t", "excerpt": "<script>x</script>", "body": "<script>x</script>ok", "slug": "s"}
-    out = apply_rules(ctx(), data)
-    assert out["body"] == "ok"
-    assert out["excerpt"] == "<script>x</script>"  # plain text: the front end escapes it
+def test_nh3_alone_would_keep_markdown_links_and_escape_markdown() -> None:
+    """Why the rule refuses instead of storing nh3's output (see the module docstring)."""
+    assert DEFAULT_POLICY.sanitized("[x](javascript:alert(1))") == "[x](javascript:alert(1))"
+    assert DEFAULT_POLICY.sanitized("> a < b") == "&gt; a &lt; b"
+
+
+def test_only_rich_text_fields_are_checked() -> None:
+    data = {"title": "<b>t</b>", "excerpt": "<script>x</script>", "body": "ok", "slug": "s"}
+    assert apply_rules(ctx(), data) == data  # plain text: the front end escapes it
+
+
+def test_a_narrower_allow_list_refuses_more() -> None:
+    markdown_only = RichTextPolicy.parse("none")
+    assert rich_text_problems("**bold** [x](https://example.com) a < b", markdown_only) == []
+    assert rich_text_problems("<em>x</em>", markdown_only) == ["the HTML element <em> is not allowed"]
+    links = RichTextPolicy.parse("a[href]", url_schemes=["https"])
+    assert rich_text_problems('<a href="https://x">x</a>', links) == []
+    assert rich_text_problems('<a title="t" href="https://x">x</a>', links)
+    assert rich_text_problems("[x](http://example.com)", links)
 
 
 @pytest.mark.parametrize(
@@ -107,9 +236,10 @@ def test_author_on_update_only_overrides_what_was_sent() -> None:
 
 
 def test_rules_do_not_change_their_input() -> None:
-    data = {"title": "Hello", "body": "<script></script>"}
-    apply_rules(ctx(), data)
-    assert data == {"title": "Hello", "body": "<script></script>"}
+    data = {"title": "Hello", "body": "**hi**"}
+    out = apply_rules(ctx(), data)
+    assert out["slug"].startswith("hello-")
+    assert data == {"title": "Hello", "body": "**hi**"}
 
 
 def test_rules_run_in_order_and_can_be_extended(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,3 +271,88 @@ def test_bad_author_fields_setting_fails_at_start(config: dict[str, Any], raw: s
 def test_slugify_keeps_latin_letters_without_a_decomposition(title: str, slug: str) -> None:
     """ß, ø, ł, œ ... have no NFKD decomposition: they must be transliterated, not dropped."""
     assert slugify(title) == slug
+
+
+# -- rich-text settings ----------------------------------------------------------------------------
+
+
+def body_policy(config: dict[str, Any]) -> RichTextPolicy:
+    policy: RichTextPolicy = create_app(config).config["RICH_TEXT_HTML"]["articles"]["body"]
+    return policy
+
+
+def test_every_rich_text_field_gets_the_default_allow_list(config: dict[str, Any]) -> None:
+    app = create_app(config)
+    assert app.config["RICH_TEXT_HTML"] == {"articles": {"body": DEFAULT_POLICY}, "categories": {}}
+
+
+def test_a_field_allow_list_is_read_from_the_environment(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BFFPROXY_RICH_TEXT_HTML__articles__body", "p, em, a[href, title]")
+    monkeypatch.setenv("BFFPROXY_RICH_TEXT_URL_SCHEMES", "https")
+    policy = body_policy(config)
+    assert policy == RichTextPolicy(
+        frozenset({"p", "em", "a"}), {"a": frozenset({"href", "title"})}, frozenset({"https"})
+    )
+    assert str(policy) == "a[href, title], em, p; URL schemes https"
+
+
+def test_the_app_allow_list_is_the_one_a_write_is_checked_with(config: dict[str, Any]) -> None:
+    config["RICH_TEXT_HTML"] = {"articles": {"body": "none"}}
+    with create_app(config).app_context():
+        with pytest.raises(Unprocessable, match="problem"):
+            apply_rules(ctx(), {"title": "t", "slug": "s", "body": "<em>x</em>"})
+        assert apply_rules(ctx(), {"title": "t", "slug": "s", "body": "*x*"})["body"] == "*x*"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"articles": {"title": "p"}}, "names articles.title, which is not a rich-text field"),
+        ({"categories": {"body": "p"}}, "names categories.body, which is not a rich-text field"),
+        ({"widgets": {"body": "p"}}, "names widgets.body"),
+        ("p, em", "is set per field: BFFPROXY_RICH_TEXT_HTML__<collection>__<field>="),
+        ({"articles": {"body": "a[href"}}, "BFFPROXY_RICH_TEXT_HTML__articles__body: 'a[href' is not"),
+        ({"articles": {"body": "p, script"}}, "script can never be allowed"),
+        ({"articles": {"body": "img[src, onerror]"}}, "onerror can never be allowed"),
+        ({"articles": {"body": "a[style]"}}, "style can never be allowed"),
+        ({"articles": {"body": 3}}, "expected an allow-list string"),
+    ],
+)
+def test_a_bad_rich_text_setting_fails_at_start(config: dict[str, Any], setting: Any, message: str) -> None:
+    config["RICH_TEXT_HTML"] = setting
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_app(config)
+
+
+@pytest.mark.parametrize("schemes", ["https, javascript", "http,VBScript", "not a scheme"])
+def test_script_url_schemes_cannot_be_allowed(config: dict[str, Any], schemes: str) -> None:
+    config["RICH_TEXT_URL_SCHEMES"] = schemes
+    with pytest.raises(ConfigError, match="BFFPROXY_RICH_TEXT_URL_SCHEMES cannot allow"):
+        create_app(config)
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/articles/publish", {"title": "t", "content": "<img src=x onerror=alert(1)>"}, "body"),
+        ("/api/articles", {"data": {"title": "t", "body": "[x](javascript:alert(1))"}}, "body"),
+    ],
+)
+def test_a_write_with_unsafe_rich_text_is_a_422_and_never_reaches_strapi(
+    client: FlaskClient, strapi: responses.RequestsMock, url: str, body: Any, field: str
+) -> None:
+    register_users(strapi)
+    answer = client.post(url, json=body, headers={**bearer(EDITOR), "Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    error = answer.get_json()["error"]
+    assert error["code"] == "validation_failed"
+    assert [e["field"] for e in error["details"]["errors"]] == [field]
+    assert [call.request.method for call in strapi.calls] == ["GET"]  # the role look-up, no write
+
+
+@pytest.mark.parametrize("text", ["`List<String>`", "```\n#include <stdio.h>\n```", "if x<y then"])
+def test_a_tag_like_less_than_is_refused_even_in_code(text: str) -> None:
+    """The known price of reading rich text as a browser reads raw HTML (see the module docstring)."""
+    assert rich_text_problems(text)
