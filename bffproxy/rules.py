@@ -126,8 +126,9 @@ _AUTOLINK = re.compile(
     r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\x00-\x20<>]*|[A-Za-z0-9.!#$%&'*+/?^_`{|}~\-]+@[A-Za-z0-9.\-]+)>"
 )
 # CommonMark's decoding of a link target: backslash-escaped punctuation and entity references.
+_BACKSLASH_ESCAPE = r"\\([!-/:-@\[-`{-~])"
 _MARKDOWN_ESCAPE = re.compile(
-    r"\\([!-/:-@\[-`{-~])|(&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
+    _BACKSLASH_ESCAPE + r"|(&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
 )
 # A script URL anywhere in the decoded text: the safety net under the link parsing above.
 _SCRIPT_URL = re.compile(r"(?<![a-z0-9+.\-])(?:java|vb|live)script:(?=\S)", re.IGNORECASE)
@@ -347,7 +348,7 @@ def _link_problems(text: str, policy: RichTextPolicy) -> Iterator[str]:
 def _script_url_problems(text: str) -> Iterator[str]:
     """A script URL anywhere, however it is escaped: what the link parsing may have missed."""
     spaced = re.sub(r"[\r\n]", " ", text)  # a raw line break ends a URL; an encoded one does not
-    unescaped = html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", spaced))
+    unescaped = html.unescape(re.sub(_BACKSLASH_ESCAPE, r"\1", spaced))
     for variant in (markdown_unescaped(spaced), unescaped):
         match = _SCRIPT_URL.search(re.sub(r"[\t\n\r]", "", variant))
         if match:

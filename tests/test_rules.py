@@ -243,11 +243,16 @@ def test_rules_do_not_change_their_input() -> None:
 
 
 def test_rules_run_in_order_and_can_be_extended(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
     def shout(context: WriteContext, data: dict[str, Any]) -> dict[str, Any]:
+        seen.append(dict(data))
         return {**data, "title": data["title"].upper()}
 
     monkeypatch.setattr(rules, "RULES", [*rules.RULES, shout])
-    assert apply_rules(ctx(), {"title": "Hi", "slug": "s"})["title"] == "HI"
+    out = apply_rules(ctx(idempotency_scope="0" * 64), {"title": "Hi"})
+    assert seen == [{"title": "Hi", "slug": "hi-00000000"}]  # after slug_from_title, before nothing
+    assert out == {"title": "HI", "slug": "hi-00000000"}
 
 
 def test_author_fields_setting_is_parsed(config: dict[str, Any]) -> None:
