@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from flask import Flask, current_app
@@ -65,10 +67,24 @@ Clock = Callable[[], float]
 Loader = Callable[[], Entry]
 UPSTREAM_FAILURES = (UpstreamError, UpstreamTimeout, UpstreamUnavailable)
 KEY_VERSION = "v1"
+REFRESH_WORKERS = 2
+
+
+# What one remembered entry costs beyond its key, body and content type (each measured with
+# sys.getsizeof): the Entry object, its ETag string and stored_at float, and the OrderedDict's node
+# and table slot. Measured with tracemalloc on CPython 3.11: 265 bytes in a tier that only grows,
+# up to 310 in one that evicts (the table keeps deleted slots until it resizes). The budget test
+# in tests/test_caching.py fails if real memory drifts more than 5% past what is counted.
+ENTRY_OVERHEAD = 304
+
+
+def entry_size(key: str, entry: Entry) -> int:
+    """The bytes an entry really occupies in the memory tier, key included."""
+    return sys.getsizeof(key) + sys.getsizeof(entry.body) + sys.getsizeof(entry.content_type) + ENTRY_OVERHEAD
 
 
 class MemoryTier:
-    """A small per-worker LRU of entries in front of the shared store.
+    """A small per-worker LRU of entries in front of the shared store, bounded by real bytes.
 
     Safe without any invalidation of its own: every key embeds the current generations, so an
     invalidated entry is simply never asked for again, and freshness is checked on every use.
@@ -88,18 +104,63 @@ class MemoryTier:
                 self._entries.move_to_end(key)
             return entry
 
+    @property
+    def bytes_used(self) -> int:
+        """The real size of everything remembered (see :func:`entry_size`)."""
+        return self._bytes
+
     def put(self, key: str, entry: Entry) -> None:
         """Remember ``entry``, evicting the least recently used beyond ``max_bytes``."""
-        size = len(entry.body)
+        size = entry_size(key, entry)
         if size > self.max_bytes // 4:
             return  # one huge answer must not flush everything else
         with self._lock:
             old = self._entries.pop(key, None)
-            self._bytes += size - (len(old.body) if old else 0)
+            self._bytes += size - (entry_size(key, old) if old else 0)
             self._entries[key] = entry
             while self._bytes > self.max_bytes and self._entries:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= len(evicted.body)
+                evicted_key, evicted = self._entries.popitem(last=False)
+                self._bytes -= entry_size(evicted_key, evicted)
+
+
+class Refreshers:
+    """Background refreshes of stale entries: at most ``workers`` at once, one per key, no queue.
+
+    A burst of stale keys (a TTL shared by many entries runs out together) must not start a thread
+    per key: a refresh that finds the pool busy is skipped, and the next stale hit asks again.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None  # threads start on first use, after the fork
+        self._running: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+
+    def has_room_for(self, key: str) -> bool:
+        """True when ``key`` is not being refreshed and a worker is free."""
+        with self._lock:
+            return key not in self._running and len(self._running) < self.workers
+
+    def start(self, key: str, refresh: Callable[[], None]) -> bool:
+        """Run ``refresh`` in the pool unless it has no room for ``key``; True when started."""
+        with self._lock:
+            if key in self._running or len(self._running) >= self.workers:
+                return False
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bffproxy-refresh")
+            future = self._running[key] = self._pool.submit(refresh)
+        future.add_done_callback(lambda _: self._forget(key))
+        return True
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the running refreshes (tests and graceful shutdown)."""
+        with self._lock:
+            running = list(self._running.values())
+        wait(running, timeout)
 
 
 class ContentCache:
@@ -123,7 +184,7 @@ class ContentCache:
         self.retry_store_after = retry_store_after
         self.memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
         self.store = store
-        self._refreshes: list[threading.Thread] = []
+        self.refreshers = Refreshers(REFRESH_WORKERS)
 
     @property
     def store(self) -> SharedStore:
@@ -254,18 +315,17 @@ class ContentCache:
     # -- background refreshes -------------------------------------------------------------------
 
     def _refresh_in_background(self, key: str, policy: Freshness, load: Loader) -> None:
-        """Start one refresh of a stale entry unless another worker or instance is already on it."""
+        """Start one refresh of a stale entry unless this worker is busy or another is already on it."""
+        if not self.refreshers.has_room_for(key):
+            return
         try:
             lock = self.locks.try_acquire(key, self.lock_wait)
         except StoreUnavailable:
             return
         if lock is None:
             return
-        thread = threading.Thread(
-            target=self._refresh, args=(key, policy, load, lock), name="bffproxy-refresh", daemon=True
-        )
-        self._refreshes = [t for t in self._refreshes if t.is_alive()] + [thread]
-        thread.start()
+        if not self.refreshers.start(key, lambda: self._refresh(key, policy, load, lock)):
+            lock.release()  # another thread took the last free worker meanwhile
 
     def _refresh(self, key: str, policy: Freshness, load: Loader, lock: FlightLock) -> None:
         """The background refresh; a failure leaves the stale entry for stale-if-error."""
@@ -278,8 +338,7 @@ class ContentCache:
 
     def join_refreshes(self, timeout: float = 5.0) -> None:
         """Wait for running background refreshes (tests and graceful shutdown)."""
-        for thread in list(self._refreshes):
-            thread.join(timeout)
+        self.refreshers.join(timeout)
 
 
 def content_cache() -> ContentCache:

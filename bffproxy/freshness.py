@@ -16,7 +16,7 @@ from flask import current_app
 ENTRY_VERSION = "v1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One answer from Strapi as stored: status, body, type, when, and its strong ETag."""
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +14,15 @@ from cachelib import FileSystemCache, SimpleCache
 from redis.exceptions import LockNotOwnedError
 
 from bffproxy.caching import (
+    REFRESH_WORKERS,
     ContentCache,
     Entry,
     FileFlightLocks,
     Freshness,
+    MemoryTier,
     RedisFlightLocks,
     StoreUnavailable,
+    entry_size,
 )
 from bffproxy.errors import UpstreamTimeout, UpstreamUnavailable
 
@@ -295,15 +301,15 @@ def test_invalidation_fails_loudly_when_the_store_refuses_the_write(cache: Conte
 
 
 def test_memory_tier_evicts_least_recently_used_by_bytes() -> None:
-    from bffproxy.caching import MemoryTier
-
-    tier = MemoryTier(max_bytes=400)
+    entry = Entry.build(200, b"x" * 100, "t", 1.0)
+    tier = MemoryTier(max_bytes=4 * entry_size("a", entry))
     for name in "abcd":
-        tier.put(name, Entry.build(200, b"x" * 100, "t", 1.0))
+        tier.put(name, entry)
     tier.get("a")  # a is now the most recently used
-    tier.put("e", Entry.build(200, b"x" * 100, "t", 1.0))
+    tier.put("e", entry)
     assert tier.get("b") is None
     assert all(tier.get(k) is not None for k in "acde")
+    assert tier.bytes_used == tier.max_bytes
     tier.put("huge", Entry.build(200, b"x" * 101, "t", 1.0))  # over a quarter: never remembered
     assert tier.get("huge") is None
 
@@ -398,3 +404,68 @@ def test_a_fetch_that_outlasts_its_redis_lock_still_serves_stale(clock: FakeCloc
     load.fail = UpstreamTimeout()
     served = serve(cache, load)
     assert (served.x_cache, served.entry.body) == ("STALE", b"kept")
+
+
+@pytest.mark.parametrize("body_size", [100, 4000])
+def test_memory_tier_stays_within_its_budget_in_real_bytes(body_size: int) -> None:
+    """What the tier holds, measured by tracemalloc, fills its budget without exceeding it."""
+    budget = 256 * 1024
+    tier = MemoryTier(max_bytes=budget)
+    stored = pickle.dumps(
+        Entry.build(200, os.urandom(body_size), "application/json; charset=utf-8", 1.5).as_tuple()
+    )
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(4 * budget // body_size):  # far more than fits: the tier must evict
+            # as the shared store hands them out: every entry unpickled into objects of its own
+            tier.put(
+                f"v1:default:articles:0123456789abcdef.0123456789abcdef:{i:040d}",
+                Entry.from_stored(pickle.loads(stored)),
+            )
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.9 * budget <= held <= 1.05 * budget
+
+
+class FreeLocks:
+    """Locks that are always free, so only the cache's own bounds can refuse a refresh."""
+
+    class Held:
+        def release(self) -> None:
+            pass
+
+    def try_acquire(self, key: str, ttl: float) -> FreeLocks.Held:
+        return FreeLocks.Held()
+
+
+def stale_entries(cache: ContentCache, load: CountingLoader, clock: FakeClock, count: int) -> None:
+    for i in range(count):
+        serve(cache, load, signature=f"api/articles?page={i}")
+    clock.advance(65)  # past the TTL, inside stale-while-revalidate
+    load.gate = threading.Event()  # refreshes block in "Strapi" until the test opens the gate
+
+
+def test_background_refreshes_run_in_a_small_bounded_pool(clock: FakeClock) -> None:
+    cache = ContentCache(SimpleCache(), FreeLocks(), clock=clock)
+    load = CountingLoader(clock)
+    stale_entries(cache, load, clock, 10)
+    answers = [serve(cache, load, signature=f"api/articles?page={i}").x_cache for i in range(10)]
+    assert load.gate is not None
+    load.gate.set()
+    cache.join_refreshes()
+    assert answers == ["STALE"] * 10
+    assert load.calls == 10 + REFRESH_WORKERS  # the other eight are skipped, not queued
+
+
+def test_a_key_being_refreshed_is_not_refreshed_again(clock: FakeClock) -> None:
+    cache = ContentCache(SimpleCache(), FreeLocks(), clock=clock)
+    load = CountingLoader(clock)
+    stale_entries(cache, load, clock, 1)
+    answers = [serve(cache, load, signature="api/articles?page=0").x_cache for _ in range(3)]
+    assert load.gate is not None
+    load.gate.set()
+    cache.join_refreshes()
+    assert answers == ["STALE"] * 3
+    assert load.calls == 1 + 1
