@@ -42,7 +42,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .caching import FlightLock, FlightLocks, shared_locks
-from .errors import ApiError, BadRequest, Conflict, ServiceUnavailable, Unprocessable
+from .errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable
 from .settings import as_number, env_name
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,12 @@ class IdempotencyStore:
         try:
             yield
         finally:
-            lock.release()
+            try:
+                lock.release()
+            except Exception as exc:  # expired while held (e.g. redis-py's LockNotOwnedError)
+                # The check-and-set is over; raising here would turn its outcome (a committed
+                # write's recorded answer) into a 500.
+                log.warning("idempotency lock of %s lost before its release: %r", key, exc)
 
     # -- the state machine ----------------------------------------------------------------------
 
@@ -273,12 +278,12 @@ def idempotency_store() -> IdempotencyStore:
 
 
 def guard_finish(store: IdempotencyStore, claim: Claim, answer: StoredAnswer) -> None:
-    """Record the answer; a store fault now must not turn a successful write into an error."""
+    """Record the answer; no fault now (store, lock) may turn a write Strapi committed into an error."""
     try:
         store.finish(claim, answer)
-    except ApiError as exc:
+    except Exception as exc:
         # The record stays in flight; a retry after the in-flight timeout reconciles, no duplicate.
-        log.error("could not record the answer of idempotency key %s: %s", claim.key, exc.message)
+        log.error("could not record the answer of idempotency key %s: %r", claim.key, exc)
 
 
 def init_app(app: Flask) -> None:

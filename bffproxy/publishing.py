@@ -307,8 +307,8 @@ def settle(step: Callable[[Claim], None], claim: Claim) -> None:
     """Record a claim's fate; a store fault is logged, never allowed to hide the original error."""
     try:
         step(claim)
-    except ApiError as exc:
-        log.error("idempotency record %s not updated: %s", claim.key, exc.message)
+    except Exception as exc:
+        log.error("idempotency record %s not updated: %r", claim.key, exc)
 
 
 def read_your_writes(collection: str) -> None:

@@ -13,6 +13,7 @@ import requests
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
+from redis.exceptions import LockNotOwnedError
 
 from bffproxy import ConfigError, create_app
 from bffproxy.idempotency import IdempotencyInFlight, IdempotencyStore, fingerprint
@@ -435,6 +436,64 @@ def test_store_failing_after_the_write_still_answers_success(
 
     recording.set = fail_after_claim  # type: ignore[method-assign]
     assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+
+
+class ExpiringLocks:
+    """The app's locks, but once ``expired`` is set each is lost before its release, as a Redis lock
+    is when it outlives its TTL: its release raises redis-py's LockNotOwnedError."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.expired = False
+        self.raised = 0
+
+    def try_acquire(self, key: str, ttl: float) -> Any:
+        lock = self.inner.try_acquire(key, ttl)
+        return None if lock is None else ExpiredLock(self, lock)
+
+
+class ExpiredLock:
+    def __init__(self, locks: ExpiringLocks, inner: Any) -> None:
+        self.locks, self.inner = locks, inner
+
+    def release(self) -> None:
+        self.inner.release()
+        if self.locks.expired:
+            self.locks.raised += 1
+            raise LockNotOwnedError("Cannot release a lock that's no longer owned")
+
+
+@pytest.fixture
+def expiring(store: IdempotencyStore) -> ExpiringLocks:
+    locks = ExpiringLocks(store.locks)
+    store.locks = locks
+    return locks
+
+
+def test_a_lock_lost_after_a_committed_write_does_not_make_it_a_500(
+    client: FlaskClient, strapi: Any, editor: Any, expiring: ExpiringLocks
+) -> None:
+    def create(request: Any) -> tuple[int, dict[str, str], str]:
+        expiring.expired = True  # Strapi commits; the lock of the answer's check-and-set will be lost
+        return 201, {"Content-Type": "application/json"}, json.dumps(document())
+
+    strapi.add_callback(responses.POST, f"{STRAPI}/api/articles", callback=create)
+    answer = client.post(URL, json=BODY, headers=keyed(editor))
+    assert (answer.status_code, answer.get_json(), expiring.raised) == (201, document(), 1)
+    expiring.expired = False
+    replay = client.post(URL, json=BODY, headers=keyed(editor))  # the answer was recorded all the same
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
+    assert len(posts(strapi)) == 1
+
+
+def test_a_lock_lost_while_claiming_still_sends_the_write_once(
+    client: FlaskClient, strapi: Any, editor: Any, expiring: ExpiringLocks
+) -> None:
+    expiring.expired = True
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    answer = client.post(URL, json=BODY, headers=keyed(editor))
+    assert (answer.status_code, expiring.raised) == (201, 2)  # claim and finish both lost theirs
+    assert len(posts(strapi)) == 1
 
 
 def test_writes_without_a_key_are_not_recorded(
