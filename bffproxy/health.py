@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from .caching import content_cache
 from .errors import ServiceUnavailable
 from .tenants import registry
 
@@ -18,13 +19,20 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when every tenant's Strapi answers its health check within READY_TIMEOUT."""
+    """Ready when every tenant's Strapi answers within READY_TIMEOUT; the body says how the store is.
+
+    A store that is down does not make the instance unready: reads then go to Strapi directly
+    (X-Cache: BYPASS) and keyed writes answer 503, so taking the instance out of rotation would
+    only move the same traffic elsewhere. ``"store": "down"`` tells monitoring all the same.
+    """
+    store = "up" if content_cache().store.probe() else "down"
     timeout = current_app.config["READY_TIMEOUT"]
     down = [tenant.name for tenant in registry() if not tenant.strapi.ping(timeout)]
     if down:
         raise ServiceUnavailable(
-            f"Strapi is not reachable for tenant(s): {', '.join(down)}.", details={"tenants": down}
+            f"Strapi is not reachable for tenant(s): {', '.join(down)}.",
+            details={"tenants": down, "store": store},
         )
-    response = jsonify(status="ready")
+    response = jsonify(status="ready", strapi="up", store=store)
     response.headers["Cache-Control"] = "no-store"
     return response

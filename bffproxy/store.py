@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable
 from typing import Any
 
+from cachelib import FileSystemCache
 from flask import Flask, current_app
 
 from .extensions import cache as flask_cache
 
 log = logging.getLogger(__name__)
+
+# Past this many idempotency records cachelib prunes the expired ones first, then the soonest to
+# expire: 100 000 records of a few hundred bytes each is far more keyed writes than a day holds.
+RECORDS_THRESHOLD = 100_000
 
 
 class StoreUnavailable(Exception):
@@ -85,11 +91,78 @@ class SharedStore:
 
     def set(self, key: str, value: Any, timeout: int, *, must_land: bool = False) -> Any:
         """Store ``value`` for ``timeout`` seconds; False when a file backend could not write it."""
+        if timeout <= 0:  # cachelib reads 0 as "forever": never evictable under volatile-* policies
+            raise ValueError(f"{self.name} writes must expire: {key} has timeout {timeout}")
         return self.call("set", key, value, timeout, must_land=must_land)
+
+    def probe(self) -> bool:
+        """True when the store takes a write now; a store marked down is not retried before its time."""
+        if self.is_down:
+            return False
+        try:
+            return self.set("probe:readyz", 1, 5, must_land=True) is not False
+        except StoreUnavailable:
+            return False
 
     def delete(self, key: str) -> Any:
         """Forget ``key``."""
         return self.call("delete", key, must_land=True)
+
+
+class RedisRecords:
+    """Idempotency records in Redis under their own prefix, with no Redis TTL.
+
+    Under the recommended ``maxmemory-policy volatile-lru`` Redis evicts only keys that carry a TTL:
+    cache entries, generations and flight outcomes always do (see :meth:`SharedStore.set`), records
+    never do, so memory pressure drops cache entries and never a record. A record's expiry lives in
+    its value (an expired record reads as absent) and in a sorted set; every write deletes up to
+    100 records whose time has passed, atomically (a record written again meanwhile is kept).
+    """
+
+    PRUNE = """
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+    for _, name in ipairs(expired) do
+        redis.call('DEL', ARGV[2] .. name)
+        redis.call('ZREM', KEYS[1], name)
+    end
+    return #expired
+    """
+
+    def __init__(self, client: Any, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.index = f"{prefix}expiry"
+        self.clock = clock
+        self._prune = client.register_script(self.PRUNE)
+
+    def get(self, key: str) -> Any:
+        """The record under ``key``, or None when absent, expired or unreadable."""
+        raw = self.client.get(self.prefix + key)
+        if raw is None:
+            return None
+        try:
+            expires_at, value = pickle.loads(raw)
+        except Exception:  # written by another version: a miss, like cachelib
+            return None
+        return value if expires_at > self.clock() else None
+
+    def set(self, key: str, value: Any, timeout: int) -> bool:
+        """Keep ``value`` for ``timeout`` seconds, and delete records that have expired."""
+        now = self.clock()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.prefix + key, pickle.dumps((now + timeout, value)))
+        pipe.zadd(self.index, {key: now + timeout})
+        pipe.execute()
+        self._prune(keys=[self.index], args=[now, self.prefix])
+        return True
+
+    def delete(self, key: str) -> bool:
+        """Forget the record under ``key``."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.prefix + key)
+        pipe.zrem(self.index, key)
+        pipe.execute()
+        return True
 
 
 def redis_client(app: Flask) -> Any:
@@ -127,11 +200,24 @@ def flask_caching_config(app: Flask) -> dict[str, Any]:
     }
 
 
+def records_backend(app: Flask) -> Any:
+    """Where idempotency records live: a key space no cache pruning or eviction reaches.
+
+    The file store gets its own directory and threshold (:data:`RECORDS_THRESHOLD`), so a full
+    cache never prunes a record; Redis gets :class:`RedisRecords`.
+    """
+    config = app.config
+    if config["REDIS_URL"]:
+        return RedisRecords(redis_client(app), f"{config['CACHE_KEY_PREFIX']}records:")
+    directory = os.path.join(config["CACHE_DIR"], "idempotency")
+    return FileSystemCache(directory, threshold=RECORDS_THRESHOLD)
+
+
 def init_app(app: Flask) -> None:
-    """Build the shared store (after caching has validated its settings)."""
+    """Build the shared store and the records store (after caching has validated its settings)."""
     flask_cache.init_app(app, config=flask_caching_config(app))
     app.extensions["bffproxy.store"] = SharedStore(flask_cache.cache)
     # Idempotency records: refusing a keyed write costs more than trying, so never skipped.
     app.extensions["bffproxy.records"] = SharedStore(
-        flask_cache.cache, name="idempotency store", skip_while_down=False
+        records_backend(app), name="idempotency store", skip_while_down=False
     )

@@ -13,6 +13,7 @@ import pytest
 from cachelib import FileSystemCache, SimpleCache
 from redis.exceptions import LockNotOwnedError
 
+from bffproxy import create_app
 from bffproxy.caching import (
     REFRESH_WORKERS,
     ContentCache,
@@ -25,6 +26,7 @@ from bffproxy.caching import (
     entry_size,
 )
 from bffproxy.errors import UpstreamTimeout, UpstreamUnavailable
+from bffproxy.store import SharedStore
 
 from .conftest import FakeClock
 
@@ -469,3 +471,24 @@ def test_a_key_being_refreshed_is_not_refreshed_again(clock: FakeClock) -> None:
     cache.join_refreshes()
     assert answers == ["STALE"] * 3
     assert load.calls == 1 + 1
+
+
+def test_idempotency_records_are_never_pruned_with_cache_entries(config: dict[str, Any]) -> None:
+    """A full file cache prunes what expires soonest; records live in a key space of their own."""
+    config.update(CACHE_MAX_ENTRIES=5, IDEMPOTENCY_TTL=60)  # records expire before entries do
+    app = create_app(config)
+    records = app.extensions["bffproxy.records"]
+    records.set("idem:v1:default:key", "the answer of a committed write", 60)
+    cache: ContentCache = app.extensions["bffproxy.cache"]
+    load = CountingLoader(FakeClock())
+    for i in range(20):  # four times the threshold
+        cache.serve("default", "articles", f"api/articles?page={i}", POLICY, load)
+    assert load.calls == 20
+    assert records.get("idem:v1:default:key") == "the answer of a committed write"
+
+
+def test_the_store_refuses_writes_that_never_expire() -> None:
+    """Under Redis's volatile-* policies only keys with a TTL are evicted: cache writes must carry one."""
+    store = SharedStore(SimpleCache())
+    with pytest.raises(ValueError, match="must expire"):
+        store.set("gen:default", "token", 0)

@@ -4,26 +4,33 @@
 * a cold stampede spread over both instances reaches Strapi once (counted in Strapi's own log);
 * with Redis unreachable both keep answering from Strapi (X-Cache: BYPASS), never 500, and log the
   fault once per interval, not per request;
+* under memory pressure (``maxmemory-policy volatile-lru``) Redis evicts cache entries, never an
+  idempotency record;
 * a single-flight or idempotency lock that expires while held (a Strapi call outlasting it) is
   released without an error, so the answer stays a 504 or stale content, never a 500.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import redis
 import requests
 from cachelib import RedisCache
 
+from bffproxy import create_app
 from bffproxy.caching import ContentCache, Entry, Freshness, RedisFlightLocks
 from bffproxy.errors import UpstreamTimeout
+from bffproxy.store import RedisRecords
 
+from ..conftest import FakeClock
 from .services import Gunicorn, RedisServer, Strapi, free_port, wait_until
 from .test_invalidation_e2e import Articles, by_worker, fetch, hit_on_two_workers, wait_for_webhooks
 
@@ -152,3 +159,45 @@ def test_a_fetch_that_outlasts_its_redis_lock_answers_504_not_500(redis_server: 
 
     with pytest.raises(UpstreamTimeout):
         cache.serve("default", "articles", "api/articles?", Freshness(60, 0, 0), strapi_slower_than_the_lock)
+
+
+def test_memory_pressure_evicts_cache_entries_never_idempotency_records(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.config_set("maxmemory", "8mb")
+    client.config_set("maxmemory-policy", "volatile-lru")  # what the README recommends
+    app = create_app(
+        {
+            "STRAPI_URL": f"http://127.0.0.1:{free_port()}",
+            "COLLECTIONS": "articles",
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "REDIS_URL": redis_server.url,
+        }
+    )
+    records = app.extensions["bffproxy.records"]
+    records.set("idem:v1:default:committed", "the answer of a committed write", 24 * 3600)
+    store = app.extensions["bffproxy.cache"].store
+    entry = Entry.build(200, os.urandom(10_000), "application/json", 1.0).as_tuple()
+    # volatile-* policies only ever evict keys with a TTL: records have none, everything else has.
+    assert client.ttl("bffproxy:records:idem:v1:default:committed") == -1
+    app.extensions["bffproxy.cache"].key_for("default", "articles", "api/articles?")  # generations
+    cache_keys = [k for k in client.scan_iter("bffproxy:*") if not k.startswith(b"bffproxy:records:")]
+    assert cache_keys and all(client.ttl(k) > 0 for k in cache_keys)
+    for i in range(3000):  # about 30 MB of entries into 8 MB
+        store.set(f"v1:default:articles:filler:{i}", entry, 600)
+    assert int(client.info("stats")["evicted_keys"]) > 2000
+    assert records.get("idem:v1:default:committed") == "the answer of a committed write"
+
+
+def test_expired_records_read_as_absent_and_the_next_write_deletes_them(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    clock = FakeClock()
+    records = RedisRecords(client, "e2e:records:", clock=clock)
+    records.set("old", "answer", 60)
+    clock.advance(61)
+    assert records.get("old") is None
+    records.set("new", "answer", 60)
+    assert client.exists("e2e:records:old") == 0
+    assert client.zrange("e2e:records:expiry", 0, -1) == [b"new"]
+    assert records.get("new") == "answer"
