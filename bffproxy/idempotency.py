@@ -6,18 +6,22 @@ Redis shared by every instance), for ``BFFPROXY_IDEMPOTENCY_TTL`` seconds (24 h)
 derived from (tenant, user, key): two users or tenants never see each other's keys. A record is:
 
 * ``in_flight`` -- claimed by one request that is talking to Strapi. A duplicate gets **409**
-  (``Retry-After: 1``). A claim older than one full Strapi call (connect + read timeout + margin)
-  belongs to a worker that died: it is treated as ``unknown``.
+  (``Retry-After: 1``). The claim is a lease: while its write runs, the owner renews it from a
+  background heartbeat every ``LEASE / 3`` seconds, however long Strapi takes. A claim not renewed
+  for ``LEASE`` seconds belongs to a worker that died (or lost the store): only then is it treated
+  as ``unknown``. This holds for the file store (one machine) and Redis (many) alike; the machines
+  sharing Redis need clocks within a few seconds of each other (NTP), far less than ``LEASE``.
 * ``done`` -- Strapi answered (2xx or 4xx). The same key with the same request **replays** that
   answer (header ``Idempotent-Replayed: true``) without calling Strapi again.
 * ``unknown`` -- the request reached Strapi, or may have, but no answer came (timeout, connection
   reset, Strapi 5xx). The client got a 502/504 saying so. A retry with the same key within
   ``BFFPROXY_IDEMPOTENCY_SETTLE`` seconds gets 409 with ``Retry-After``: the first write may still
   be running inside Strapi. After that the retry claims the key again as a *reconciliation*: for a
-  create, publishing.py looks the document up in Strapi by its slug -- which rules.py derives from
-  the key, so it is the same on every retry and unique -- and answers with the document it finds
-  instead of creating a second one; other writes (edit, publish, unpublish, delete) are idempotent
-  in Strapi and are simply sent again.
+  create, reconciliation.py looks the document up in Strapi by its slug -- which rules.py derives
+  from the key, so it is the same on every retry and unique -- and publishing.py answers with the
+  document it finds instead of creating a second one; an unpublish or a delete whose document is
+  already offline or gone is answered as done; edit and publish are idempotent in Strapi and are
+  simply sent again.
 
 The same key with a different request (method, path or body) is a **422**. A request that fails
 before reaching Strapi (connection refused) releases its key, so the retry is a fresh attempt.
@@ -34,6 +38,7 @@ import json
 import logging
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -54,6 +59,7 @@ KEY_MAX = 255
 RECORD_VERSION = 1
 LOCK_TTL = 5.0  # seconds; the lock guards only a get-and-set of one record
 LOCK_WAIT = 2.0
+LEASE = 15.0  # seconds an in-flight claim lives without its owner's heartbeat
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -92,6 +98,7 @@ class Record:
     unknown_at: float | None = None
     answer: StoredAnswer | None = None
     attempts: int = 1
+    renewed_at: float = 0.0  # the owner's last heartbeat (records written before leases lack it)
 
 
 @dataclass(frozen=True)
@@ -141,16 +148,16 @@ class IdempotencyStore:
         locks: FlightLocks,
         *,
         ttl: int,
-        in_flight_timeout: float,
         settle: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.locks = locks
         self.ttl = ttl
-        self.in_flight_timeout = in_flight_timeout
         self.settle = settle
         self.clock = clock
+        self.lease = LEASE
+        self.renew_every = LEASE / 3  # a lease survives two missed heartbeats
 
     # -- the store, behind one fault boundary ---------------------------------------------------
 
@@ -231,9 +238,10 @@ class IdempotencyStore:
     def _refuse_while_unsettled(self, record: Record, now: float) -> None:
         """409 while the key's write may still be running in Strapi."""
         if record.state == IN_FLIGHT:
-            if now - record.claimed_at < self.in_flight_timeout:
+            lease_ends = max(record.claimed_at, record.renewed_at) + self.lease
+            if now < lease_ends:  # its owner is alive and renewing, however long Strapi takes
                 raise IdempotencyInFlight(headers={"Retry-After": "1"})
-            unknown_since = record.claimed_at + self.in_flight_timeout  # its worker died
+            unknown_since = lease_ends  # its owner stopped renewing: it died
         else:
             unknown_since = record.unknown_at if record.unknown_at is not None else now
         wait = unknown_since + self.settle - now
@@ -244,19 +252,50 @@ class IdempotencyStore:
                 headers={"Retry-After": str(math.ceil(wait))},
             )
 
-    def _update(self, claim: Claim, change: Callable[[Record], Record | None]) -> None:
-        """Apply ``change`` to the record if this request still holds the claim."""
+    def _update(self, claim: Claim, change: Callable[[Record], Record | None]) -> Record | None:
+        """Apply ``change`` if this request still holds the claim; the record as it now is."""
         with self._locked(claim.key):
             record = self._get(claim.key)
             if record is None or record.owner != claim.owner:
                 log.warning("idempotency claim %s lost before it finished", claim.key)
-                return
+                return None
             changed = change(record)
             if changed is None:
                 with contextlib.suppress(Exception):
                     self.store.delete(claim.key)
-            else:
+            elif changed is not record:
                 self._put(claim.key, changed)
+            return changed
+
+    def renew(self, claim: Claim) -> bool:
+        """Extend the claim's lease; False once this request no longer holds it in flight."""
+        record = self._update(
+            claim, lambda r: replace(r, renewed_at=self.clock()) if r.state == IN_FLIGHT else r
+        )
+        return record is not None and record.state == IN_FLIGHT
+
+    @contextlib.contextmanager
+    def leased(self, claim: Claim) -> Iterator[None]:
+        """Renew the claim's lease from a background heartbeat while the block (the write) runs."""
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(claim, stop), name=f"idempotency-lease-{claim.owner}", daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            heartbeat.join()
+
+    def _heartbeat(self, claim: Claim, stop: threading.Event) -> None:
+        """Renew every ``renew_every`` seconds until stopped or the claim is no longer ours."""
+        while not stop.wait(self.renew_every):
+            try:
+                if not self.renew(claim):
+                    return
+            except Exception as exc:  # the store is down: keep trying, the lease outlasts two misses
+                log.warning("idempotency lease of %s not renewed: %r", claim.key, exc)
 
     def finish(self, claim: Claim, answer: StoredAnswer) -> None:
         """Strapi answered: remember the answer for replays."""
@@ -282,7 +321,7 @@ def guard_finish(store: IdempotencyStore, claim: Claim, answer: StoredAnswer) ->
     try:
         store.finish(claim, answer)
     except Exception as exc:
-        # The record stays in flight; a retry after the in-flight timeout reconciles, no duplicate.
+        # The record stays in flight; once its lease runs out a retry reconciles, no duplicate.
         log.error("could not record the answer of idempotency key %s: %r", claim.key, exc)
 
 
@@ -301,6 +340,5 @@ def init_app(app: Flask) -> None:
         records,
         locks,
         ttl=config["IDEMPOTENCY_TTL"],
-        in_flight_timeout=config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 5,
         settle=config["IDEMPOTENCY_SETTLE"],
     )

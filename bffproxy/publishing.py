@@ -224,17 +224,22 @@ def service_call(method: str, path: str, params: list[tuple[str, str]], body: An
 def perform(collection: str, body: Any, send: Send, reconcile: Reconcile | None = None) -> Response:
     """Run one write: idempotency claim, the write (never retried), invalidation, the answer."""
     key = idempotency_key()
-    claim = None
-    if key is not None:
-        claim = idempotency_store().claim(
-            current_tenant().name,
-            user_key(),
-            key,
-            idempotency.fingerprint(request.method, request.path, body),
-        )
-        if claim.replay is not None:
-            audit.note(outcome="replayed", document_id=document_id_in(claim.replay.body))
-            return answer_response(claim.replay, replayed=True)
+    if key is None:
+        return answer_response(written(collection, None, send, None))
+    store = idempotency_store()
+    fingerprint = idempotency.fingerprint(request.method, request.path, body)
+    claim = store.claim(current_tenant().name, user_key(), key, fingerprint)
+    if claim.replay is not None:
+        audit.note(outcome="replayed", document_id=document_id_in(claim.replay.body))
+        return answer_response(claim.replay, replayed=True)
+    with store.leased(claim):  # however long Strapi takes, a retry meanwhile is 409
+        answer = written(collection, claim, send, reconcile)
+    idempotency.guard_finish(store, claim, answer)
+    return answer_response(answer)
+
+
+def written(collection: str, claim: Claim | None, send: Send, reconcile: Reconcile | None) -> StoredAnswer:
+    """The write's answer: what an earlier attempt already did, else the write sent once."""
     answer = reconciled(claim, reconcile)
     if answer is None:
         answer = sent(collection, claim, send)
@@ -242,11 +247,8 @@ def perform(collection: str, body: Any, send: Send, reconcile: Reconcile | None 
         audit.note(outcome="reconciled")
     if answer.ok:
         read_your_writes(collection)
-    stored = StoredAnswer(answer.status, answer.body, answer.content_type)
-    if claim is not None:
-        idempotency.guard_finish(idempotency_store(), claim, stored)
     audit.note(document_id=document_id_in(answer.body), outcome=None if answer.ok else "rejected")
-    return answer_response(stored)
+    return StoredAnswer(answer.status, answer.body, answer.content_type)
 
 
 def reconciled(claim: Claim | None, reconcile: Reconcile | None) -> StrapiResponse | None:

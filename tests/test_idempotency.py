@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -272,16 +273,68 @@ def test_a_write_that_never_left_releases_its_key(
     assert len(posts(strapi)) == 2
 
 
-def test_an_abandoned_claim_is_reconciled(
+def test_an_abandoned_claim_is_reconciled_once_its_lease_runs_out(
     client: FlaskClient, strapi: Any, editor: Any, store: IdempotencyStore, clock: FakeClock
 ) -> None:
     store.claim("default", str(EDITOR), "key-1", fingerprint("POST", URL, BODY))  # its worker then died
-    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 409
+    clock.advance(store.lease - 1)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 409  # the lease still runs
+    clock.advance(1 + store.settle - 1)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 409  # then it settles
     strapi.get(f"{STRAPI}/api/articles", json={"data": [], "meta": {}})
     strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
-    clock.advance(store.in_flight_timeout + store.settle + 1)
+    clock.advance(1)
     assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
     assert len(lookups(strapi)) == 1
+
+
+def renewal_seen(recording: RecordingStore, since: float) -> bool:
+    """Wait (real time, at most 2 s) for a record written with a lease renewed at or after ``since``."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if any(getattr(value[1], "renewed_at", 0) >= since for value in recording.values):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_a_live_write_that_outlasts_every_timeout_keeps_its_claim(
+    client: FlaskClient, strapi: Any, editor: Any, store: IdempotencyStore, clock: FakeClock, recording: Any
+) -> None:
+    """The owner's heartbeat renews its claim while Strapi works: a retry meanwhile is 409, not a write."""
+    store.renew_every = 0.01  # real seconds between heartbeats
+    seen: list[bool] = []
+    retries: list[str] = []
+
+    def slow_create(request: Any) -> tuple[int, dict[str, str], str]:
+        for _ in range(3):  # Strapi takes an hour: far longer than connect + read timeout + settle
+            clock.advance(1200)
+            seen.append(renewal_seen(recording, since=clock.now))
+        try:
+            store.claim("default", str(EDITOR), "key-1", fingerprint("POST", URL, BODY))  # another worker
+            retries.append("claimed")
+        except IdempotencyInFlight as exc:
+            retries.append(f"409 Retry-After: {exc.headers['Retry-After']}")
+        return 201, {"Content-Type": "application/json"}, json.dumps(document())
+
+    strapi.add_callback(responses.POST, f"{STRAPI}/api/articles", callback=slow_create)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+    assert (seen, retries) == ([True] * 3, ["409 Retry-After: 1"])
+    assert lookups(strapi) == [] and len(posts(strapi)) == 1
+    replay = client.post(URL, json=BODY, headers=keyed(editor))
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
+
+
+def test_the_heartbeat_stops_with_the_write(
+    client: FlaskClient, strapi: Any, editor: Any, store: IdempotencyStore, recording: Any
+) -> None:
+    store.renew_every = 0.005
+    strapi.post(f"{STRAPI}/api/articles", json=document(), status=201)
+    assert client.post(URL, json=BODY, headers=keyed(editor)).status_code == 201
+    written = len(recording.values)
+    time.sleep(0.05)  # ten heartbeats' worth: none may come after the answer
+    assert len(recording.values) == written
+    assert [t.name for t in threading.enumerate() if t.name.startswith("idempotency-lease")] == []
 
 
 def test_a_failed_look_up_leaves_the_outcome_unknown(
@@ -381,12 +434,14 @@ class RecordingStore:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.timeouts: list[Any] = []
+        self.values: list[Any] = []
 
     def get(self, key: str) -> Any:
         return self.inner.get(key)
 
     def set(self, key: str, value: Any, timeout: Any = None) -> Any:
         self.timeouts.append(timeout)
+        self.values.append(value)
         return self.inner.set(key, value, timeout)
 
     def delete(self, key: str) -> Any:
