@@ -350,26 +350,36 @@ def test_a_failed_look_up_leaves_the_outcome_unknown(
     assert len(posts(strapi)) == 2
 
 
-def test_unknown_unpublish_is_reconciled_not_repeated(
-    config: dict[str, Any], strapi: Any, clock: FakeClock
-) -> None:
+CM_UNPUBLISH = f"{STRAPI}/content-manager/collection-types/api::article.article/{DOC}/actions/unpublish"
+
+
+def time_out_first_unpublish(
+    config: dict[str, Any], strapi: Any, clock: FakeClock, headers: dict[str, str]
+) -> FlaskClient:
+    """An app with admin credentials whose keyed unpublish (``headers``) timed out."""
     config.update(STRAPI_ADMIN_EMAIL="admin@example.com", STRAPI_ADMIN_PASSWORD="pw")
     app = create_app(config)
     app.extensions["bffproxy.idempotency"].clock = clock
     client = app.test_client()
     register_users(strapi)
-    cm = f"{STRAPI}/content-manager/collection-types/api::article.article/{DOC}/actions/unpublish"
     strapi.post(f"{STRAPI}/admin/login", json={"data": {"token": "a.b.c"}})
-    strapi.post(cm, body=requests.exceptions.ReadTimeout("read timed out"))
+    strapi.post(CM_UNPUBLISH, body=requests.exceptions.ReadTimeout("read timed out"))
+    assert client.post(f"/api/articles/{DOC}/unpublish", headers=headers).status_code == 504
+    return client
+
+
+def test_unknown_unpublish_is_reconciled_not_repeated(
+    config: dict[str, Any], strapi: Any, clock: FakeClock
+) -> None:
     url, headers = f"/api/articles/{DOC}/unpublish", {**bearer(EDITOR), "Idempotency-Key": "u-1"}
-    assert client.post(url, headers=headers).status_code == 504
+    client = time_out_first_unpublish(config, strapi, clock, headers)
     strapi.get(f"{STRAPI}/api/articles/{DOC}", status=404, json={"data": None})
     strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json=document(publishedAt=None))
     clock.advance(11)
     retry = client.post(url, headers=headers)
     assert retry.status_code == 200
     assert retry.get_json()["data"]["publishedAt"] is None
-    assert len([c for c in strapi.calls if c.request.url == cm]) == 1
+    assert len([c for c in strapi.calls if c.request.url == CM_UNPUBLISH]) == 1
 
 
 def time_out_first_delete(
@@ -663,16 +673,8 @@ def test_retried_v4_draft_create_answers_the_found_draft_in_v4(
 def test_retried_v4_unpublish_probes_without_the_format_header(
     config: dict[str, Any], strapi: Any, clock: FakeClock
 ) -> None:
-    config.update(STRAPI_ADMIN_EMAIL="admin@example.com", STRAPI_ADMIN_PASSWORD="pw")
-    app = create_app(config)
-    app.extensions["bffproxy.idempotency"].clock = clock
-    client = app.test_client()
-    register_users(strapi)
-    cm = f"{STRAPI}/content-manager/collection-types/api::article.article/{DOC}/actions/unpublish"
-    strapi.post(f"{STRAPI}/admin/login", json={"data": {"token": "a.b.c"}})
-    strapi.post(cm, body=requests.exceptions.ReadTimeout("read timed out"))
     url, headers = f"/api/articles/{DOC}/unpublish", {**bearer(EDITOR), **V4, "Idempotency-Key": "u-1"}
-    assert client.post(url, headers=headers).status_code == 504
+    client = time_out_first_unpublish(config, strapi, clock, headers)
     strapi.get(f"{STRAPI}/api/articles/{DOC}", status=404, json={"data": None})
     strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json={"data": {"id": 1, "attributes": {}}})
     clock.advance(11)
