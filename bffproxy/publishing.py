@@ -17,7 +17,8 @@ server's API token, never the caller's):
 
 Every write: body checks (415 not JSON, 400 malformed, 413 too large), schema validation (422 with a
 per-field list, schemas.py), business rules (rules.py), an optional ``Idempotency-Key``
-(idempotency.py), the write itself -- never retried -- then, on success, invalidation of the
+(idempotency.py; a retry after an unknown outcome first asks Strapi what it already holds,
+reconciliation.py), the write itself -- never retried -- then, on success, invalidation of the
 collection and its related collections before answering (read-your-writes), and one audit line
 (audit.py). Strapi's 4xx answers pass through with Strapi's status and body. A write that may have
 reached Strapi without an answer is a 504 (timeout) or 502 whose message says the outcome is unknown.
