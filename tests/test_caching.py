@@ -154,16 +154,33 @@ def test_corrupted_entry_is_a_miss(cache: ContentCache, clock: FakeClock) -> Non
     assert serve(cache, load).x_cache == "MISS"
 
 
-def test_corrupted_file_in_filesystem_store_is_a_miss(tmp_path: Path, clock: FakeClock) -> None:
+def corrupt(path: str) -> None:
+    """Keep cachelib's expiry header, garble the pickle behind it."""
+    with open(path, "rb") as f:
+        header = f.read(6)
+    with open(path, "wb") as f:
+        f.write(header + b"\x00garbage")
+
+
+def test_corrupted_entry_file_is_a_miss_then_stored_again(tmp_path: Path, clock: FakeClock) -> None:
     store = FileSystemCache(str(tmp_path / "entries"))
     cache = ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock)
     load = CountingLoader(clock)
     serve(cache, load)
-    for path in (tmp_path / "entries").iterdir():
-        if path.name != "__wz_cache_count":
-            path.write_bytes(path.read_bytes()[:6] + b"\x00garbage")
-    assert serve(cache, load).x_cache in ("MISS", "BYPASS")
-    assert serve(cache, load).entry.status == 200
+    corrupt(store._get_filename(cache.key_for("default", "articles", "api/articles?")))
+    assert [serve(cache, load).x_cache for _ in range(2)] == ["MISS", "HIT"]
+    assert load.calls == 2
+
+
+def test_corrupted_generation_file_starts_a_new_generation(tmp_path: Path, clock: FakeClock) -> None:
+    store = FileSystemCache(str(tmp_path / "entries"))
+    cache = ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock)
+    load = CountingLoader(clock)
+    serve(cache, load)
+    before = cache.key_for("default", "articles", "api/articles?")
+    corrupt(store._get_filename("gen:default:articles"))
+    assert [serve(cache, load).x_cache for _ in range(2)] == ["MISS", "HIT"]
+    assert cache.key_for("default", "articles", "api/articles?") != before
 
 
 class BrokenStore(SimpleCache):
@@ -193,55 +210,76 @@ def test_store_down_bypasses_and_is_not_retried_per_request(
     assert caplog.text.count("cache store failed") == 1
 
 
-def test_single_flight_one_load_for_concurrent_cold_requests(cache: ContentCache, clock: FakeClock) -> None:
-    load = CountingLoader(clock)
+class FlightWatchingStore(SimpleCache):
+    """Counts the threads that have looked for a flight outcome: each does so once it is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: set[int] = set()
+        self.changed = threading.Condition()
+
+    def get(self, key: str) -> Any:
+        if key.startswith("flight:"):
+            with self.changed:
+                self.waiting.add(threading.get_ident())
+                self.changed.notify_all()
+        return super().get(key)
+
+    def wait_for(self, count: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.waiting) >= count, timeout=10)
+
+
+def concurrent_cold_requests(tmp_path: Path, clock: FakeClock, load: CountingLoader, count: int) -> list[Any]:
+    """``count`` concurrent requests for one cold key; Strapi answers once every one of them waits."""
+    store = FlightWatchingStore()
+    cache = ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock, lock_wait=5)
+    cache.key_for("default", "articles", "api/articles?")  # generations exist: only the entry is cold
     load.gate = threading.Event()
-    results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(serve(cache, load).x_cache)) for _ in range(16)]
+    results: list[Any] = []
+
+    def request() -> None:
+        try:
+            results.append(serve(cache, load).x_cache)
+        except UpstreamUnavailable as exc:
+            results.append(exc.code)
+
+    threads = [threading.Thread(target=request) for _ in range(count)]
     for thread in threads:
         thread.start()
-    while load.calls == 0:
-        threading.Event().wait(0.005)
+    store.wait_for(count)  # every request is in the flight: the holder in Strapi, the rest waiting
     load.gate.set()
     for thread in threads:
         thread.join(10)
+    return results
+
+
+def test_single_flight_one_load_for_concurrent_cold_requests(tmp_path: Path, clock: FakeClock) -> None:
+    load = CountingLoader(clock)
+    results = concurrent_cold_requests(tmp_path, clock, load, 16)
     assert load.calls == 1
     assert sorted(results) == ["HIT"] * 15 + ["MISS"]
 
 
-def test_single_flight_waiters_share_a_failure(cache: ContentCache, clock: FakeClock) -> None:
+def test_single_flight_waiters_share_a_failure(tmp_path: Path, clock: FakeClock) -> None:
     load = CountingLoader(clock)
-    load.gate = threading.Event()
     load.fail = UpstreamUnavailable()
-    errors: list[str] = []
-
-    def request() -> None:
-        try:
-            serve(cache, load)
-        except UpstreamUnavailable as exc:
-            errors.append(exc.code)
-
-    threads = [threading.Thread(target=request) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    while load.calls == 0:
-        threading.Event().wait(0.005)
-    threading.Event().wait(0.05)  # let the waiters queue behind the holder
-    load.gate.set()
-    for thread in threads:
-        thread.join(10)
-    assert errors == ["upstream_unavailable"] * 8
-    assert load.calls < 8
+    results = concurrent_cold_requests(tmp_path, clock, load, 8)
+    assert results == ["upstream_unavailable"] * 8
+    assert load.calls == 1
 
 
 def test_waiter_gives_up_after_lock_wait_and_fetches_itself(tmp_path: Path, clock: FakeClock) -> None:
     locks = FileFlightLocks(str(tmp_path / "locks"))
-    cache = ContentCache(SimpleCache(), locks, clock=clock, lock_wait=0.2)
+    cache = ContentCache(SimpleCache(), locks, clock=clock, lock_wait=5, poll_interval=0.5)
+    cache.flights.monotonic, cache.flights.sleep = clock, clock.advance  # waiting moves the fake clock
     held = locks.try_acquire(cache.key_for("default", "articles", "api/articles?"), 5)
     assert held is not None  # a stuck holder
     load = CountingLoader(clock)
+    started = clock()
     assert serve(cache, load).x_cache == "MISS"
     assert load.calls == 1
+    assert clock() - started == 5  # waited exactly lock_wait, in poll_interval steps
     held.release()
 
 
@@ -257,8 +295,11 @@ def test_entry_roundtrip_and_rejects_other_shapes() -> None:
     entry = Entry.build(200, b"{}", "application/json", 1.0)
     assert Entry.from_stored(entry.as_tuple()) == entry
     assert Entry.from_stored(None) is None
-    assert Entry.from_stored(("v0", 200, b"", "", 1.0, "e")) is None
-    assert StoreUnavailable.__mro__[1] is Exception
+    assert Entry.from_stored(("v0", 200, b"", "", 1.0, "e")) is None  # another format version
+    assert Entry.from_stored(("v1", "200", b"", "", 1.0, "e")) is None  # a status that is not an int
+    assert Entry.from_stored(("v1", 200, "text", "", 1.0, "e")) is None  # a body that is not bytes
+    assert Entry.from_stored(("v1", 200, b"", "", 1, "e")) is None  # a time that is not a float
+    assert Entry.from_stored(list(entry.as_tuple())) is None  # not a tuple
 
 
 def test_concurrent_first_requests_agree_on_one_generation(tmp_path: Path, clock: FakeClock) -> None:
