@@ -118,7 +118,13 @@ def test_a_configured_extra_parameter_is_forwarded(config: dict, strapi: respons
 def test_malformed_document_ids_are_404_without_calling_strapi(
     client: FlaskClient, strapi: responses.RequestsMock
 ) -> None:
-    for path in ("abc%3Fstatus=draft", "%3Fstatus=draft%26pagination%5BpageSize%5D=100", "%23", "a.b", "x%0a"):
+    for path in (
+        "abc%3Fstatus=draft",
+        "%3Fstatus=draft%26pagination%5BpageSize%5D=100",
+        "%23",
+        "a.b",
+        "x%0a",
+    ):
         response = client.get(f"/api/articles/{path}")
         assert response.status_code == 404, path
         assert response.get_json()["error"]["code"] == "not_found", path

@@ -149,7 +149,9 @@ _NAMES = st.sampled_from(
 )
 _VALUES = st.sampled_from(["draft", "published", "bogus", "live", "", "title:asc", "%3F", "%FF", "a+b", "1"])
 _PAIRS = st.lists(st.tuples(_NAMES, st.none() | _VALUES), max_size=4)
-_PATHS = st.sampled_from(["/api/articles", "/api/categories", "/api/articles/abc", "/api/articles/a%3Fb", "/api/users"])
+_PATHS = st.sampled_from(
+    ["/api/articles", "/api/categories", "/api/articles/abc", "/api/articles/a%3Fb", "/api/users"]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -60,7 +60,9 @@ def test_extra_parameters_are_per_collection() -> None:
         ROUTER.route("/api/categories", "_q=x")
 
 
-@pytest.mark.parametrize(("query", "status"), [("", None), ("status=published", "published"), ("status=draft", "draft")])
+@pytest.mark.parametrize(
+    ("query", "status"), [("", None), ("status=published", "published"), ("status=draft", "draft")]
+)
 def test_status_values(query: str, status: str | None) -> None:
     route = ROUTER.route("/api/articles", query)
     assert route.status == status
