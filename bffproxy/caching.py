@@ -37,6 +37,7 @@ from .single_flight import (
     FileFlightLocks,
     FlightLock,
     FlightLocks,
+    LockWait,
     RedisFlightLocks,
     SingleFlight,
     shared_locks,
@@ -197,9 +198,9 @@ class ContentCache:
         if not isinstance(store, SharedStore):
             store = SharedStore(store, retry_after=self.retry_store_after)
         self._store: SharedStore = store
-        wait, poll = self.lock_wait, self.poll_interval
-        self._generations = Generations(store, self.locks, lock_wait=wait, poll_interval=poll)
-        self.flights = SingleFlight(store, self.locks, lock_wait=wait, poll_interval=poll)
+        self.waiting = LockWait(self.locks, self.lock_wait, self.poll_interval)
+        self._generations = Generations(store, self.waiting)
+        self.flights = SingleFlight(store, self.waiting)
 
     # -- entries: this worker's memory in front of the shared store -----------------------------
 

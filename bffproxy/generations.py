@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from cachelib import FileSystemCache
 
-from .single_flight import FlightLocks
+from .single_flight import LockWait
 from .store import SharedStore, StoreUnavailable
 
 # Finite on purpose: cachelib's FileSystemCache prunes never-expiring (0) files FIRST when full,
@@ -63,22 +62,9 @@ class StatValidatedReads:
 class Generations:
     """Current, created-once and replaced generation tokens in the shared store."""
 
-    def __init__(
-        self,
-        store: SharedStore,
-        locks: FlightLocks,
-        *,
-        lock_wait: float,
-        poll_interval: float,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, store: SharedStore, waiting: LockWait) -> None:
         self.store = store
-        self.locks = locks
-        self.lock_wait = lock_wait
-        self.poll_interval = poll_interval
-        self.monotonic = monotonic
-        self.sleep = sleep
+        self.waiting = waiting
         # Read on every request: for the file store, only when their file changed.
         backend = store.backend
         self._reader = StatValidatedReads(backend) if isinstance(backend, FileSystemCache) else backend
@@ -99,23 +85,25 @@ class Generations:
 
     def _create(self, key: str) -> str:
         """Create a missing generation once: concurrent first requests must agree on one token."""
-        deadline = self.monotonic() + self.lock_wait
-        while self.monotonic() < deadline:
-            lock = self.locks.try_acquire(key, self.lock_wait)
-            if lock is not None:
-                try:
-                    value = self.store.get(key)
-                    if not isinstance(value, str):
-                        value = secrets.token_hex(8)
-                        self.store.set(key, value, GENERATION_TIMEOUT)
-                    return str(value)
-                finally:
-                    lock.release()
-            self.sleep(self.poll_interval)
-            value = self.store.get(key)
-            if isinstance(value, str):
-                return value
-        raise StoreUnavailable(f"could not create generation {key}")
+        value = self.waiting.hold_or_watch(
+            key, lambda: self._create_as_holder(key), lambda: self._existing(key)
+        )
+        if value is None:
+            raise StoreUnavailable(f"could not create generation {key}")
+        return value
+
+    def _create_as_holder(self, key: str) -> str:
+        """Under the key's lock: keep a token another holder just stored, else store a new one."""
+        value = self._existing(key)
+        if value is None:
+            value = secrets.token_hex(8)
+            self.store.set(key, value, GENERATION_TIMEOUT)
+        return value
+
+    def _existing(self, key: str) -> str | None:
+        """The stored token of ``key``, if any."""
+        value = self.store.get(key)
+        return value if isinstance(value, str) else None
 
     def _replace(self, key: str) -> None:
         """Give ``key`` a new random token; raise StoreUnavailable unless the store took it."""

@@ -16,7 +16,8 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from flask import Flask
 from redis.exceptions import LockError, RedisError
@@ -125,44 +126,59 @@ Fetch = Callable[[], Entry]
 Settled = Callable[[], Served | None]
 
 
-class SingleFlight:
-    """Runs a fetch under the key's lock; waiters take the holder's result, bounded by lock_wait."""
+T = TypeVar("T")
 
-    def __init__(
-        self,
-        store: SharedStore,
-        locks: FlightLocks,
-        *,
-        lock_wait: float,
-        poll_interval: float,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+
+@dataclass
+class LockWait:
+    """How long to wait for a key's lock, and the one loop that holds it or watches its holder."""
+
+    locks: FlightLocks
+    wait: float
+    poll_interval: float
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    def hold_or_watch(self, key: str, as_holder: Callable[[], T], watch: Callable[[], T | None]) -> T | None:
+        """``as_holder()`` under the key's lock, or what ``watch()`` sees while another holds it.
+
+        None when ``wait`` ran out first; StoreUnavailable when the locks cannot be reached.
+        """
+        deadline = self.monotonic() + self.wait
+        while self.monotonic() < deadline:
+            lock = self.locks.try_acquire(key, self.wait)
+            if lock is not None:
+                try:
+                    return as_holder()
+                finally:
+                    lock.release()
+            self.sleep(self.poll_interval)
+            seen = watch()
+            if seen is not None:
+                return seen
+        return None
+
+
+class SingleFlight:
+    """Runs a fetch under the key's lock; waiters take the holder's result, bounded by the wait."""
+
+    def __init__(self, store: SharedStore, waiting: LockWait) -> None:
         self.store = store
-        self.locks = locks
-        self.lock_wait = lock_wait
-        self.poll_interval = poll_interval
-        self.monotonic = monotonic
-        self.sleep = sleep
+        self.waiting = waiting
 
     def run(self, key: str, fetch: Fetch, settled: Settled) -> Served:
         """Fetch once for everyone; ``settled`` says whether another holder already stored it."""
         seen = self._token(key)
-        deadline = self.monotonic() + self.lock_wait
-        while self.monotonic() < deadline:
-            try:
-                lock = self.locks.try_acquire(key, self.lock_wait)
-            except StoreUnavailable:
-                break
-            if lock is not None:
-                try:
-                    return self._as_holder(key, fetch, settled, seen)
-                finally:
-                    lock.release()
-            self.sleep(self.poll_interval)
-            shared = settled() or self._outcome_since(key, seen)
-            if shared is not None:
-                return shared
+        try:
+            served = self.waiting.hold_or_watch(
+                key,
+                lambda: self._as_holder(key, fetch, settled, seen),
+                lambda: settled() or self._outcome_since(key, seen),
+            )
+        except StoreUnavailable:
+            served = None  # no locks: fetch without single-flight
+        if served is not None:
+            return served
         log.warning("single-flight wait for %s ran out; fetching directly", key)
         return Served(fetch(), "MISS")
 

@@ -272,7 +272,7 @@ def test_single_flight_waiters_share_a_failure(tmp_path: Path, clock: FakeClock)
 def test_waiter_gives_up_after_lock_wait_and_fetches_itself(tmp_path: Path, clock: FakeClock) -> None:
     locks = FileFlightLocks(str(tmp_path / "locks"))
     cache = ContentCache(SimpleCache(), locks, clock=clock, lock_wait=5, poll_interval=0.5)
-    cache.flights.monotonic, cache.flights.sleep = clock, clock.advance  # waiting moves the fake clock
+    cache.waiting.monotonic, cache.waiting.sleep = clock, clock.advance  # waiting moves the fake clock
     held = locks.try_acquire(cache.key_for("default", "articles", "api/articles?"), 5)
     assert held is not None  # a stuck holder
     load = CountingLoader(clock)
