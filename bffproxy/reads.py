@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +42,7 @@ DOCUMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 STATUS_VALUES = ("published", "draft")
 LEGACY_PUBLICATION_STATE = "live"
 PUBLICATION_PARAMS = frozenset({"status", "publicationState"})
+ROUTE_CACHE_SIZE = 4096
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 
 
@@ -63,13 +65,13 @@ class ReadRoute:
         """True when the query asks Strapi for draft versions."""
         return self.status == "draft"
 
-    @property
+    @cached_property
     def strapi_path(self) -> str:
         """The path on Strapi, every segment quoted."""
         path = f"api/{quote(self.collection, safe='')}"
         return path if self.document_id is None else f"{path}/{quote(self.document_id, safe='')}"
 
-    @property
+    @cached_property
     def query_string(self) -> str:
         """The canonical, re-encoded query sent to Strapi."""
         return encode(self.params)
@@ -121,8 +123,10 @@ class ReadRouter:
     def __init__(self, collections: tuple[str, ...], extra_params: Mapping[str, frozenset[str]]) -> None:
         base = STRAPI_READ_PARAMS | PUBLICATION_PARAMS
         self.allowed = {name: base | extra_params.get(name, frozenset()) for name in collections}
+        # Hits repeat the same few URLs: remember their routes (refusals are not remembered).
+        self.route = lru_cache(maxsize=ROUTE_CACHE_SIZE)(self._route)
 
-    def route(self, path_info: str, query_string: str) -> ReadRoute:
+    def _route(self, path_info: str, query_string: str) -> ReadRoute:
         """The validated route of a read, or NotFound / InvalidParameter; Strapi is never asked."""
         split = split_read_path(path_info)
         if split is None or split[0] not in self.allowed:

@@ -110,3 +110,11 @@ def test_configured_extras_are_validated() -> None:
     for bad in ({"articles": "status"}, {"articles": "a b"}, {"posts": "_q"}):
         with pytest.raises(ConfigError):
             extra_read_params({"COLLECTIONS": ("articles",), "QUERY_PARAMS": bad})
+
+
+def test_routes_are_remembered_and_refusals_are_not() -> None:
+    router = ReadRouter(("articles",), {})
+    assert router.route("/api/articles", "sort=a") is router.route("/api/articles", "sort=a")
+    for _ in range(2):
+        with pytest.raises(InvalidParameter):
+            router.route("/api/articles", "[status]=draft")
