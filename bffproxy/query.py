@@ -32,6 +32,8 @@ from .errors import BadRequest
 # Strapi 5's REST read parameters (docs.strapi.io, "REST API parameters"); `status` and the v4
 # `publicationState` are checked value by value in reads.py. Anything else needs configuration.
 STRAPI_READ_PARAMS = frozenset({"filters", "populate", "fields", "sort", "pagination", "locale"})
+# Strapi's qs depth: bracket groups past it stay one literal key.
+QS_DEPTH = 20
 # qs's default parameterLimit: Strapi silently ignores pairs past it, so we refuse them instead.
 PARAMETER_LIMIT = 1000
 # qs drops keys that name Object.prototype members (allowPrototypes: false).
@@ -68,6 +70,11 @@ class Param:
     key: str
     name: str
     value: str | None  # None: no "=" at all (qs strictNullHandling makes it null)
+
+    @property
+    def segments(self) -> list[str]:
+        """The key's path as qs builds it (see :func:`key_segments`)."""
+        return key_segments(self.key)
 
     def encoded(self) -> str:
         """The pair percent-encoded so that qs decodes exactly ``key`` and ``value`` back."""
@@ -111,6 +118,25 @@ def top_level_name(key: str) -> str | None:
     if not key or name in _PROTOTYPE_NAMES:
         return None
     return name
+
+
+def key_segments(key: str, depth: int = QS_DEPTH) -> list[str]:
+    """The key's path as qs builds it: ``filters[$and][0][title]`` -> filters, $and, 0, title.
+
+    Up to ``depth`` bracket groups; what follows them (or an unterminated group) stays one segment.
+    """
+    first = key.find("[")
+    segments = [key if first < 0 else key[:first]] if first != 0 else []
+    open_at = first
+    while open_at >= 0 and len(segments) < depth + (1 if first > 0 else 0):
+        close = _balanced_close(key, open_at)
+        if close < 0:
+            break
+        segments.append(key[open_at + 1 : close])
+        open_at = key.find("[", close + 1)
+    if open_at >= 0:
+        segments.append(key[open_at:])
+    return segments
 
 
 def _balanced_close(key: str, open_at: int) -> int:

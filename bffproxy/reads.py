@@ -34,6 +34,7 @@ from .query import (
     parse_query,
     refuse_unlisted,
 )
+from .relation_paths import ContentModel, PathWalker, draft_path
 from .settings import ConfigError, as_mapping, env_name
 
 # Strapi 5 documentIds are 24-character cuid2s; writes and purges accept this wider shape too.
@@ -120,7 +121,13 @@ def _single_plain(params: list[Param], values: tuple[str, ...]) -> bool:
 class ReadRouter:
     """Routes reads of one tenant's exposed collections."""
 
-    def __init__(self, collections: tuple[str, ...], extra_params: Mapping[str, frozenset[str]]) -> None:
+    def __init__(
+        self,
+        collections: tuple[str, ...],
+        extra_params: Mapping[str, frozenset[str]],
+        model: ContentModel | None = None,
+    ) -> None:
+        self.walker = PathWalker(model or {})
         base = STRAPI_READ_PARAMS | PUBLICATION_PARAMS
         self.allowed = {name: base | extra_params.get(name, frozenset()) for name in collections}
         # Hits repeat the same few URLs: remember their routes (refusals are not remembered).
@@ -136,7 +143,15 @@ class ReadRouter:
             raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
         params = canonical(parse_query(query_string))
         refuse_unlisted(params, self.allowed[collection])
-        return ReadRoute(collection, document_id, params, publication_status(params))
+        status = publication_status(params)
+        leak = draft_path(self.walker, collection, params)
+        if leak is not None and status != "draft":
+            raise InvalidParameter(
+                f"Query parameter {leak!r} filters or sorts through a relation into content that has "
+                "drafts (or into fields bffproxy does not know): only draft reads may do that.",
+                details={"param": leak},
+            )
+        return ReadRoute(collection, document_id, params, status)
 
 
 def extra_read_params(config: Mapping[str, Any]) -> dict[str, frozenset[str]]:

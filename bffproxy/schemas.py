@@ -119,9 +119,10 @@ class Relation(fields.Field[Any]):
         "null": NOT_NULL,
     }
 
-    def __init__(self, *, many: bool) -> None:
+    def __init__(self, *, many: bool, target: str) -> None:
         super().__init__(allow_none=True)
         self.many = many
+        self.target = target  # the collection (plural API name) it points to
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
@@ -163,7 +164,7 @@ class ArticleSchema(StrapiSchema):
     body = text(strapi_type="richtext")
     section = enumeration("news", "opinion", "guide")
     featured = StrictBoolean(allow_none=True, error_messages=_messages())
-    category = Relation(many=False)
+    category = Relation(many=False, target="categories")
 
 
 class CategorySchema(StrapiSchema):
@@ -171,7 +172,7 @@ class CategorySchema(StrapiSchema):
 
     name = text(max_length=STRAPI_STRING_MAX, required=True)
     slug = uid("name")
-    articles = Relation(many=True)
+    articles = Relation(many=True, target="articles")
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,12 @@ class CollectionSpec:
     draft_and_publish: bool
     # Keys of the flat /publish body that stand for a field (the seed's {"title", "content"}).
     aliases: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def relations(self) -> dict[str, str]:
+        """Relation fields and the collection each points to."""
+        declared = self.schema().fields.items()
+        return {name: f.target for name, f in declared if isinstance(f, Relation)}
 
 
 SPECS: dict[str, CollectionSpec] = {

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from flask import Flask, current_app, g
 
 from .reads import ReadRouter, extra_read_params
+from .relation_paths import ModelledCollection
+from .schemas import spec_for
 from .strapi import StrapiClient
 
 DEFAULT_TENANT = "default"
@@ -59,8 +61,18 @@ def tenant_from_config(app: Flask, name: str = DEFAULT_TENANT) -> Tenant:
         pool_size=config["STRAPI_POOL_SIZE"],
     )
     collections = config["COLLECTIONS"]
-    router = ReadRouter(collections, extra_read_params(config))
+    router = ReadRouter(collections, extra_read_params(config), content_model(collections))
     return Tenant(name=name, strapi=client, collections=collections, router=router)
+
+
+def content_model(collections: tuple[str, ...]) -> dict[str, ModelledCollection]:
+    """What the read router knows of each exposed collection, from its write schema (schemas.py)."""
+    model = {}
+    for name in collections:
+        spec = spec_for(name)
+        if spec is not None:
+            model[name] = ModelledCollection(spec.draft_and_publish, spec.relations)
+    return model
 
 
 def registry() -> TenantRegistry:

@@ -7,10 +7,12 @@ directly, the ``bff`` column is what an anonymous caller of bffproxy gets (a sig
 the same, except 403 where the ``drafts`` policy applies).
 
 ``strapi`` values: ``published`` (published versions only), ``drafts`` (draft versions in the
-answer), ``empty`` (200 with no items), or an HTTP status Strapi answers with.
+answer), ``drafts-match`` (a filter or sort on a draft-only title selects documents: an oracle on
+unpublished text), ``empty`` (200 with no items), or an HTTP status Strapi answers with.
 ``bff`` values: ``200`` (same answer as Strapi's published one), an error code of bffproxy's
 envelope, or ``strapi-<status>`` (Strapi's own error passed through).
-``{doc}`` is a published document, ``{draft}`` a draft-only one.
+``{doc}`` is a published document, ``{draft}`` a draft-only one, ``{draft_title}`` the latter's
+title (percent-encoded): no published document has it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,48 @@ SHAPES: list[Shape] = [
     Shape("/api/categories", "populate[articles][count]=true", "published", "200", "counts published only"),
     Shape("/api/categories", "populate=articles", "published", "200", "populated: published only"),
     Shape("/api/categories", "[status]=draft", "published", "invalid_parameter", "no draft & publish"),
+    Shape(
+        "/api/categories",
+        "filters[articles][title][$eq]={draft_title}",
+        "drafts-match",
+        "invalid_parameter",
+        "relation oracle",
+    ),
+    Shape(
+        "/api/categories",
+        "filters[$or][0][articles][title][$eq]={draft_title}",
+        "drafts-match",
+        "invalid_parameter",
+        "ditto",
+    ),
+    Shape(
+        "/api/articles",
+        "filters[category][articles][title][$eq]={draft_title}",
+        "drafts-match",
+        "invalid_parameter",
+        "two hops",
+    ),
+    Shape(
+        "/api/articles",
+        "populate[category][filters][articles][title][$eq]={draft_title}",
+        "drafts-match",
+        "invalid_parameter",
+        "inside populate",
+    ),
+    Shape(
+        "/api/articles",
+        "filters[category][name][$eq]=Science",
+        "published",
+        "200",
+        "into a collection without drafts",
+    ),
+    Shape(
+        "/api/categories",
+        "populate[articles][filters][title][$eq]={draft_title}",
+        "published",
+        "200",
+        "populated rows are published only",
+    ),
     Shape("/api/articles/{doc}", "", "published", "200", "one document"),
     Shape("/api/articles/{doc}", "status=draft", "drafts", "drafts_not_allowed", "its draft version"),
     Shape("/api/articles/{doc}", "%5Bstatus%5D=draft", "drafts", "invalid_parameter", "its draft version"),
