@@ -29,7 +29,7 @@ from werkzeug.http import parse_etags
 from .auth import Identity, authorize
 from .caching import ContentCache, Entry, Freshness, Served, content_cache, freshness_for
 from .errors import DraftsNotAllowed
-from .reads import ReadRoute
+from .reads import ReadRoute, response_format
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import current_request_id
 from .settings import as_number
@@ -75,7 +75,10 @@ def forwarded_headers() -> dict[str, str]:
     """The client headers Strapi should see, plus our request id."""
     req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
     incoming = req.headers
-    headers = {name: incoming[name] for name in FORWARDED_REQUEST_HEADERS if name in incoming}
+    headers = {}
+    variant = response_format(incoming.get(RESPONSE_FORMAT_HEADER))
+    if variant:
+        headers[RESPONSE_FORMAT_HEADER] = variant
     headers[REQUEST_ID_HEADER] = current_request_id()
     if req.remote_addr:
         headers["X-Forwarded-For"] = req.remote_addr

@@ -28,7 +28,7 @@ from . import policies
 from .caching import ContentCache, Freshness, Served
 from .content import entry_headers, not_modified
 from .errors import ApiError
-from .reads import split_read_path
+from .reads import response_format, split_read_path
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import request_id_for
 from .tenants import Tenant
@@ -80,7 +80,7 @@ class FreshHits:
         if route.drafts:
             return None
         collection = route.collection
-        signature = route.signature(environ.get("HTTP_STRAPI_RESPONSE_FORMAT"))
+        signature = route.signature(response_format(environ.get("HTTP_STRAPI_RESPONSE_FORMAT")))
         entry = self.cache.fresh_entry(self.tenant.name, collection, signature, self.freshness[collection])
         if entry is None:
             return None

@@ -82,6 +82,15 @@ class ReadRoute:
         return f"{self.strapi_path}?{self.query_string}#format={response_format or ''}"
 
 
+def response_format(header: str | None) -> str | None:
+    """``v4`` when Strapi would answer in its v4 format for this header value, else None.
+
+    Strapi compares the header to exactly ``v4`` (``useJsonAPIFormat``); ``V4``, ``v5`` or a
+    repeated header are its default format, so they share the default's cache entry.
+    """
+    return "v4" if header is not None and header.strip() == "v4" else None
+
+
 def split_read_path(path_info: str) -> tuple[str, str | None] | None:
     """(collection, documentId or None) for ``/api/<c>`` or ``/api/<c>/<id>``; None for other paths."""
     parts = path_info.split("/")

@@ -199,6 +199,20 @@ def test_varying_header_is_part_of_the_key(client: FlaskClient, strapi: response
     assert strapi.calls[0].request.headers["Strapi-Response-Format"] == "v4"
 
 
+def test_only_strapis_v4_value_gets_its_own_entry(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    strapi.get(LIST, json=strapi_list("A"))
+    assert client.get("/api/articles").headers["X-Cache"] == "MISS"
+    for other in ("V4", "v5", "v4,v4"):  # Strapi answers these in its default format
+        assert (
+            client.get("/api/articles", headers={"Strapi-Response-Format": other}).headers["X-Cache"] == "HIT"
+        )
+    assert client.get("/api/articles", headers={"Strapi-Response-Format": " v4"}).headers["X-Cache"] == "MISS"
+    sent = [call.request.headers.get("Strapi-Response-Format") for call in strapi.calls]
+    assert sent == [None, "v4"]
+
+
 def test_head_has_headers_and_no_body(client: FlaskClient, strapi: responses.RequestsMock) -> None:
     strapi.get(LIST, json=strapi_list("A"))
     response = client.head("/api/articles")

@@ -6,7 +6,7 @@ import pytest
 
 from bffproxy.errors import NotFound
 from bffproxy.query import InvalidParameter
-from bffproxy.reads import ReadRouter, extra_read_params, is_document_id, split_read_path
+from bffproxy.reads import ReadRouter, extra_read_params, is_document_id, response_format, split_read_path
 from bffproxy.settings import ConfigError
 
 ROUTER = ReadRouter(("articles", "categories"), {"articles": frozenset({"_q"})})
@@ -118,3 +118,11 @@ def test_routes_are_remembered_and_refusals_are_not() -> None:
     for _ in range(2):
         with pytest.raises(InvalidParameter):
             router.route("/api/articles", "[status]=draft")
+
+
+@pytest.mark.parametrize(
+    ("header", "variant"),
+    [("v4", "v4"), (" v4 ", "v4"), ("V4", None), ("v5", None), ("v4,v4", None), ("", None), (None, None)],
+)
+def test_response_format_is_v4_exactly_as_strapi_decides(header: str | None, variant: str | None) -> None:
+    assert response_format(header) == variant
