@@ -8,7 +8,9 @@ one clear line instead of failing on the first request.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,6 +40,14 @@ DEFAULTS: dict[str, Any] = {
     "DEBUG_HEADERS": False,
     "FAST_HITS": True,
 }
+
+
+# Past about 1e9 seconds the platform's timers overflow (a socket timeout of 1e10 s is an
+# OverflowError on every call), so no number bffproxy reads may be larger.
+NUMBER_LIMIT = 1_000_000_000
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+PERCENT_ENCODE = "the password must be percent-encoded (? as %3F, # as %23, / as %2F)"
+_REDIS_DB_PATH = re.compile(r"(/[0-9]*)?")
 
 
 class ConfigError(ValueError):
@@ -72,15 +82,18 @@ def validate(config: Config) -> None:
     config["STRAPI_RETRY_AFTER_MAX"] = as_number(config, "STRAPI_RETRY_AFTER_MAX", int, minimum=0)
     config["STRAPI_RETRIES"] = as_number(config, "STRAPI_RETRIES", int, minimum=0)
     config["STRAPI_POOL_SIZE"] = as_number(config, "STRAPI_POOL_SIZE", int, minimum=1)
-    config["CACHE_DIR"] = as_str(config, "CACHE_DIR", required=True)
-    config["REDIS_URL"] = as_str(config, "REDIS_URL")
-    if config["REDIS_URL"] and urlsplit(config["REDIS_URL"]).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{env_name('REDIS_URL')} must be a redis://, rediss:// or unix:// URL")
+    config["CACHE_DIR"] = as_directory(config, "CACHE_DIR")
+    config["REDIS_URL"] = as_redis_url(config, "REDIS_URL")
     config["CACHE_TTL"] = as_number(config, "CACHE_TTL", int, minimum=0)
-    config["CACHE_TTLS"] = as_mapping(config, "CACHE_TTLS", lambda v: int(v), allowed=config["COLLECTIONS"])
+    config["CACHE_TTLS"] = as_mapping(config, "CACHE_TTLS", _ttl, allowed=config["COLLECTIONS"])
     config["MAX_CONTENT_LENGTH"] = as_number(config, "MAX_CONTENT_LENGTH", int, minimum=1)
     config["TRUSTED_PROXIES"] = as_number(config, "TRUSTED_PROXIES", int, minimum=0)
     config["FAST_HITS"] = as_bool(config, "FAST_HITS")
+
+
+def _ttl(text: str) -> int:
+    """One ``CACHE_TTLS`` value: seconds, like ``CACHE_TTL``."""
+    return int(as_number({"CACHE_TTLS": text}, "CACHE_TTLS", int, minimum=0))
 
 
 def as_str(config: Mapping[str, Any], key: str, *, required: bool = False) -> str:
@@ -92,16 +105,25 @@ def as_str(config: Mapping[str, Any], key: str, *, required: bool = False) -> st
     return text
 
 
-def as_number(config: Mapping[str, Any], key: str, kind: type[int] | type[float], *, minimum: float) -> Any:
-    """An int or float setting no smaller than ``minimum``."""
+def as_number(
+    config: Mapping[str, Any],
+    key: str,
+    kind: type[int] | type[float],
+    *,
+    minimum: float,
+    maximum: float = NUMBER_LIMIT,
+) -> Any:
+    """A finite int or float setting from ``minimum`` to ``maximum`` (nan, inf and 1e400 refused)."""
     raw = config.get(key)
     try:
         value = None if raw is None or isinstance(raw, bool) else kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(float("inf")) is an OverflowError
         value = None
-    if value is None or value < minimum:
-        noun = "an integer" if kind is int else "a number"
+    noun = "an integer" if kind is int else "a finite number"
+    if value is None or not math.isfinite(value) or value < minimum:  # nan < minimum is False
         raise ConfigError(f"{env_name(key)} must be {noun} >= {minimum:g}, got {raw!r}")
+    if value > maximum:
+        raise ConfigError(f"{env_name(key)} must be {noun} <= {maximum:g}, got {raw!r}")
     return value
 
 
@@ -138,6 +160,72 @@ def as_names(config: Mapping[str, Any], key: str, *, required: bool = False) -> 
     if required and not names:
         raise ConfigError(f"{env_name(key)} is required (comma-separated, e.g. articles,categories)")
     return names
+
+
+def as_directory(config: Mapping[str, Any], key: str) -> str:
+    """A directory bffproxy writes to: created when missing, and proven writable with a probe file."""
+    path = as_str(config, key, required=True)
+    name = env_name(key)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:  # a file (or a dangling link) has the name
+        raise ConfigError(f"{name} {path!r} is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{name} {path!r} cannot be created: {exc.strerror or exc}") from None
+    if not os.path.isdir(path):
+        raise ConfigError(f"{name} {path!r} is not a directory")
+    try:  # os.access() says yes to root and to read-only mounts' owners alike: try for real
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{name} {path!r} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def as_redis_url(config: Mapping[str, Any], key: str) -> str:
+    """A Redis URL that redis-py reads as written; no message ever shows any part of it."""
+    text = as_str(config, key)
+    if not text:
+        return ""
+    name = env_name(key)
+    scheme, separator, _ = text.partition("://")
+    if not separator or scheme.lower() not in REDIS_SCHEMES:
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL")
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"{name} must start with redis://, rediss:// or unix:// in lower case "
+            f"(redis-py reads no other spelling), got {scheme + '://'!r}"
+        )
+    _check_redis_url_shape(name, text)
+    import redis  # only for a configured Redis, like the store
+
+    try:
+        pool = redis.ConnectionPool.from_url(text)
+        pool.connection_class(**pool.connection_kwargs)  # builds, never connects: bad ?options fail here
+    except Exception:  # redis-py's message may quote part of the password: never show or chain it
+        hint = f"check its host, port, /db and ?options; {PERCENT_ENCODE}"
+        raise ConfigError(f"{name} cannot be read by redis-py: {hint}") from None
+    return text
+
+
+def _check_redis_url_shape(name: str, text: str) -> None:
+    """Refuse what redis-py reads silently otherwise: an unencoded ?, # or / cuts the password short.
+
+    ``redis://:1234#x@h`` is localhost:1234 to redis-py, no password; ``redis://:12?x@h`` too, the
+    query item without ``=`` dropped. So a ``#``, an ``@`` in the path or in a query name, a query
+    item without ``=`` and a redis:// path that is not a database number are all refused.
+    """
+    parts = urlsplit(text)
+    items = [item for item in parts.query.split("&") if item]
+    if (
+        "#" in text
+        or "@" in parts.path
+        or any("=" not in item or "@" in item.partition("=")[0] for item in items)
+    ):
+        misread = "would be read with a different host or password by redis-py"
+        raise ConfigError(f"{name} {misread}: {PERCENT_ENCODE}")
+    if parts.scheme != "unix" and not _REDIS_DB_PATH.fullmatch(parts.path):
+        raise ConfigError(f"{name}: the path must be a database number such as /0 ({PERCENT_ENCODE})")
 
 
 def as_mapping(
