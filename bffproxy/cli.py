@@ -6,7 +6,7 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 import click
 from flask import current_app
@@ -25,6 +25,8 @@ SECRET_WORDS = frozenset({"SECRET", "PASSWORD", "PASSWD", "PWD", "PASS", "PRIVAT
 SECRET_LAST_WORDS = frozenset({"TOKEN", "TOKENS", "KEY", "KEYS", "APIKEY", "AUTH", "AUTHORIZATION"})
 # Query parameters that carry credentials in redis-py, Strapi and common HTTP APIs.
 SECRET_QUERY_NAMES = frozenset({"sig", "signature", "access_token", "apikey", "api_key", "auth"})
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_PLAIN_USER = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]*")  # RFC 3986 userinfo characters, no ':'
 
 
 def _create_app() -> object:
@@ -71,27 +73,61 @@ def masked_value(name: str, value: Any) -> Any:
 
 
 def masked_url(text: str) -> str:
-    """``text`` with a URL's password (or lone user part) and secret query values masked."""
-    parts = urlsplit(text)
-    if not parts.scheme or " " in text:
+    """``text`` with a URL's password (or lone user part) and secret query values masked.
+
+    A password may hold a raw space, ``?``, ``#``, ``/`` or ``@`` (redis-py refuses most of these at
+    start-up, but check-config must still show them safely), so no URL parser is trusted to find
+    where it ends: everything up to the last ``@`` is userinfo, a query starts at the first ``?`` or
+    at the first after that ``@``, and the secrets of every reading are masked. Showing too little
+    beats showing a password.
+    """
+    scheme = _SCHEME.match(text)
+    if not scheme:
         return text
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        # A user part without a password is often the password itself (redis://secret@host).
-        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
-    query = "&".join(_masked_pair(pair) for pair in parts.query.split("&"))
-    # Replace the pieces in place: urlunsplit would rewrite unix:///path as unix:/path.
-    text = text.replace(f"//{parts.netloc}", f"//{netloc}", 1) if netloc != parts.netloc else text
-    return text.replace(f"?{parts.query}", f"?{query}", 1) if query != parts.query else text
+    at = text.rfind("@", scheme.end())
+    spans = _userinfo_spans(text, scheme.end(), at)
+    # The query starts at the first '?' (a parser's reading) or at the first after the last '@'.
+    for question in {text.find("?"), text.find("?", at + 1)} - {-1}:
+        spans.extend(_secret_query_spans(text, question))
+    for start, end in reversed(_merged(spans)):
+        text = f"{text[:start]}{MASK}{text[end:]}"
+    return text
 
 
-def _masked_pair(pair: str) -> str:
-    """One ``name=value`` of a query string, its value masked when the name is secret-like."""
-    name, equals, value = pair.partition("=")
-    secret = is_secret_name(unquote_plus(name)) or unquote_plus(name).lower() in SECRET_QUERY_NAMES
-    return f"{name}={MASK}" if equals and value and secret else pair
+def _userinfo_spans(text: str, start: int, at: int) -> list[tuple[int, int]]:
+    """Where the password (or a lone user part, often the password itself) sits: up to the last @."""
+    if at < 0:
+        return []
+    user, colon, _ = text[start:at].partition(":")
+    # Keep a plain user name in sight (an operator checks it); anything odd in it is masked too.
+    if colon and _PLAIN_USER.fullmatch(user):
+        start += len(user) + 1
+    return [(start, at)] if at > start else []
+
+
+def _secret_query_spans(text: str, question: int) -> list[tuple[int, int]]:
+    """Where the values of secret-named parameters (``password=``, ``token=``) after ``question`` sit."""
+    hash_ = text.find("#", question)
+    end = len(text) if hash_ < 0 else hash_
+    spans, offset = [], question + 1
+    for pair in text[offset:end].split("&"):
+        name, equals, value = pair.partition("=")
+        plain = unquote_plus(name)
+        if equals and value and (is_secret_name(plain) or plain.lower() in SECRET_QUERY_NAMES):
+            spans.append((offset + len(name) + 1, offset + len(pair)))
+        offset += len(pair) + 1
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching spans joined, in order."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 @cli.command("purge")

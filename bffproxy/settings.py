@@ -145,7 +145,9 @@ def as_url(config: Mapping[str, Any], key: str) -> str:
     text = as_str(config, key, required=True)
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{env_name(key)} must be an http:// or https:// URL, got {text!r}")
+        # Echo it only when it cannot hold a password or a token.
+        shown = f"{parts.scheme}://..." if "@" in text or "?" in text else text
+        raise ConfigError(f"{env_name(key)} must be an http:// or https:// URL, got {shown!r}")
     return text.rstrip("/")
 
 

@@ -137,3 +137,64 @@ def test_secret_like_names_are_masked_anywhere() -> None:
     assert masked_value("SECRET_KEY_FALLBACKS", ["old-5ecret"]) == "***"
     assert masked_value("JWT_PRIVATE_KEY", "-----BEGIN 5ecret") == "***"
     assert masked_value("JWT_TOKEN_LOCATION", ["headers"]) == ["headers"]
+
+
+# A password no URL parser reads as written: a space, ?, #, @ and % all in it.
+MARKER = "pw 5ecret?x#y@z%"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (f"redis://:{MARKER}@127.0.0.1:6399/0", "redis://:***@127.0.0.1:6399/0"),
+        (f"redis://cache:{MARKER}@127.0.0.1:6399/0", "redis://cache:***@127.0.0.1:6399/0"),
+        (f"redis://{MARKER}@127.0.0.1:6399", "redis://***@127.0.0.1:6399"),
+        ("redis://:pa ss@127.0.0.1:6399/0", "redis://:***@127.0.0.1:6399/0"),
+        (
+            f"https://bff:{MARKER}@strapi.example.com/x?token=5ecret?x y%&page=1",
+            "https://bff:***@strapi.example.com/x?token=***&page=1",
+        ),
+        (f"unix://:{MARKER}@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?db=1"),
+        # Read either way (userinfo up to the last '@', or a query from the first '?'), nothing leaks.
+        ("redis://h:6379/0?password=p@5ecret", "redis://h:***"),
+        ("redis://:5ecret?password=x@h", "redis://:***"),
+    ],
+)
+def test_passwords_with_odd_characters_are_masked(url: str, masked: str) -> None:
+    assert masked_value("REDIS_URL", url) == masked
+
+
+@pytest.mark.parametrize("setting", ["REDIS_URL", "STRAPI_URL", "SENTRY_DSN", "UPSTREAM_LINKS"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis://:{m}@127.0.0.1:6399/0",
+        "redis://cache:{m}@127.0.0.1:6399/0",
+        "rediss://{m}@127.0.0.1:6399",
+        "https://bff:{m}@strapi.example.com",
+        "https://strapi.example.com/?access_token={m}",
+        "unix://:{m}@/run/redis.sock",
+        "ftp://bff:{m}@strapi.example.com",  # refused at start-up: the message must not echo it
+    ],
+)
+@pytest.mark.parametrize("password", [MARKER, "pa ss-5ecret", "5ecret%3F?#", "@5ecret@"])
+def test_check_config_never_prints_a_url_password(
+    config: dict[str, Any], setting: str, template: str, password: str
+) -> None:
+    # Whether the URL is accepted (masked) or refused at start-up (one line), the password never shows.
+    url = template.format(m=password)
+    config[setting] = [url] if setting == "UPSTREAM_LINKS" else url
+    if setting == "STRAPI_URL" and not url.startswith("http"):
+        config[setting] = url.replace("redis", "http", 1).replace("unix", "http", 1)
+    result = check_config_or_refusal(config)
+    assert "5ecret" not in result, result
+
+
+def check_config_or_refusal(config: dict[str, Any]) -> str:
+    """check-config's output, or the one line `bffproxy` prints when start-up refuses the settings."""
+    from bffproxy import ConfigError
+
+    try:
+        return str(check_config(config).output)
+    except ConfigError as exc:  # bffproxy's _create_app prints exactly this line
+        return f"bffproxy: configuration error: {exc}"
