@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 WWW_AUTHENTICATE = 'Bearer realm="bffproxy"'
+INVALID_TOKEN_CHALLENGE = f'{WWW_AUTHENTICATE}, error="invalid_token"'
+# What the role cache holds for a user Strapi says does not exist (see resolve_identity).
+GONE: dict[str, Any] = {"gone": True}
 _UNSET = object()
 _USER_ID = re.compile(r"^[0-9]{1,18}$")  # Strapi user ids are row ids; they go into a URL path
 
@@ -62,6 +65,21 @@ class AuthNotConfigured(ApiError):
     message = f"Signed-in requests are not available: {env_name('STRAPI_JWT_SECRET')} is not set."
 
 
+class TokenRefused(Unauthorized):
+    """The token is genuine, but Strapi knows no user for it (any more)."""
+
+    code, message = "invalid_token", "Strapi does not accept this token any more; sign in again."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
+
+
+class UserGone(TokenRefused):
+    """The token's user was deleted in Strapi."""
+
+    message = "The token's user no longer exists."
+
+
 class AccountBlocked(Forbidden):
     """Strapi marks this user as blocked."""
 
@@ -73,7 +91,7 @@ class AccountBlocked(Forbidden):
 
 def _unauthorized(code: str, message: str) -> Response:
     """A 401 in our envelope that tells the client how to authenticate."""
-    header = f'{WWW_AUTHENTICATE}, error="invalid_token"' if code != "unauthorized" else WWW_AUTHENTICATE
+    header = INVALID_TOKEN_CHALLENGE if code != "unauthorized" else WWW_AUTHENTICATE
     return error_response(401, code, message, headers={"WWW-Authenticate": header})
 
 
@@ -148,13 +166,19 @@ def _authenticate() -> Identity | None:
 
 
 def resolve_identity(user_id: str, token: str) -> Identity:
-    """The user's profile and role, from the shared store or from Strapi."""
+    """The user's profile and role, from the shared store or from Strapi.
+
+    A deleted user is remembered as :data:`GONE` for ``ROLE_CACHE_TTL`` like any profile: a deleted
+    user's tokens stay valid until they expire, and each request with one would ask Strapi again.
+    """
     tenant = current_tenant()
     key = f"auth:user:{tenant.name}:{user_id}"
     profile = _stored_profile(key)
     if profile is None:
         profile = fetch_profile(tenant.strapi, user_id, token)
         _store_profile(key, profile)
+    if profile == GONE:
+        raise UserGone()
     if profile["blocked"]:
         raise AccountBlocked()
     return Identity(user_id, profile["username"], profile["email"], profile["role"], token)
@@ -167,6 +191,8 @@ def fetch_profile(client: StrapiClient, user_id: str, token: str) -> dict[str, A
     roles, so with the server's API token bffproxy reads ``/api/users/<id>?populate=role`` instead
     (the id comes from a token whose signature was just checked). Without an API token it asks
     ``/api/users/me?populate=role`` with the caller's token and needs the role in the answer.
+    Returns :data:`GONE` when Strapi says the user does not exist: Strapi 5 answers ``204`` with no
+    body for ``/api/users/<missing id>`` (checked on the real Strapi in test_auth_e2e), older ones 404.
     """
     headers = {REQUEST_ID_HEADER: current_request_id()}
     service = bool(client.api_token)
@@ -175,16 +201,21 @@ def fetch_profile(client: StrapiClient, user_id: str, token: str) -> dict[str, A
     else:
         path, headers = "api/users/me", {**headers, **client.authorization(token)}
     answer = client.request("GET", path, params=[("populate", "role")], headers=headers)
-    # 404: the user was deleted. 401 on users/me: Strapi refuses the caller's token (e.g. blocked);
-    # a 401/403 on the service path means bffproxy's own API token is wrong: a 502, not the caller's fault.
-    if answer.status == 404 or (answer.status == 401 and not service):
-        raise Unauthorized("Strapi does not know this token's user any more.")
+    if service and answer.status in (204, 404):
+        return GONE
+    # 401 on users/me: Strapi refuses the caller's token (a session ended, a deleted user), which says
+    # nothing about other tokens of the user, so it is not remembered. A 401/403 on the service path
+    # means bffproxy's own API token is wrong: a 502, not the caller's fault.
+    if not service and answer.status in (401, 404):
+        raise TokenRefused()
     if not answer.ok:
         raise UpstreamError(f"Strapi refused to resolve the user's role ({answer.status}).")
     try:
         body = answer.json()
     except ValueError:  # not JSON (e.g. an HTML page from something that is not Strapi)
         raise UpstreamError("Strapi's answer about the user is not JSON.") from None
+    if service and body is None:  # an empty 200 (or null): no such user, however Strapi says it
+        return GONE
     role = body.get("role") if isinstance(body, dict) else None
     if not isinstance(role, dict) or not isinstance(role.get("type"), str):
         raise UpstreamError(
@@ -206,11 +237,13 @@ def _stored_profile(key: str) -> dict[str, Any] | None:
         value = shared_store().get(key)
     except StoreUnavailable:  # Redis down, a full disk: resolve from Strapi (logged by the store)
         return None
+    if value == GONE:
+        return GONE
     return value if isinstance(value, dict) and {"role", "blocked"} <= value.keys() else None
 
 
 def _store_profile(key: str, profile: dict[str, Any]) -> None:
-    """Cache a profile for ``ROLE_CACHE_TTL`` seconds; a store fault only costs a future lookup."""
+    """Cache a profile (or GONE) for ``ROLE_CACHE_TTL`` seconds; a store fault costs a future lookup."""
     ttl = current_app.config["ROLE_CACHE_TTL"]
     if ttl <= 0:
         return

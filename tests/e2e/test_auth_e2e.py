@@ -165,6 +165,32 @@ def test_a_token_signed_with_another_secret_never_reaches_strapi(
     assert strapi_live.count_requests(marker) == 1
 
 
+def test_a_deleted_users_token_is_401_invalid_token(bff_legacy: Gunicorn, strapi_live: Strapi) -> None:
+    service = {"Authorization": f"Bearer {strapi_live.api_token}"}
+    name, password = f"gone-{uuid.uuid4().hex[:12]}", "Gone-Passw0rd!"
+    roles = requests.get(f"{strapi_live.url}/api/users-permissions/roles", headers=service, timeout=10)
+    role = next(r["id"] for r in roles.json()["roles"] if r["type"] == "authenticated")
+    user = {"username": name, "email": f"{name}@example.com", "password": password, "role": role}
+    created = requests.post(f"{strapi_live.url}/api/users", json=user, headers=service, timeout=10)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    # Signing in passes through to Strapi; bffproxy has not looked the user up (nor cached them) yet.
+    token = login(bff_legacy, {"identifier": name, "password": password})["jwt"]
+    assert strapi_live.get("api/users/me", token).status_code == 200  # the control: a working token
+    deleted = requests.delete(f"{strapi_live.url}/api/users/{user_id}", headers=service, timeout=10)
+    assert deleted.status_code == 200, deleted.text
+    # What bffproxy must read as "no such user": Strapi 5 answers 204 with no body, not 404.
+    direct = strapi_live.get(f"api/users/{user_id}", strapi_live.api_token, populate="role")
+    assert (direct.status_code, direct.content) == (204, b"")
+    # The token is still validly signed and unexpired; the first read asks Strapi, the next ones are
+    # answered from the remembered "gone" (unit tests count the calls).
+    for path in ("/api/me", "/api/articles", "/api/me"):
+        response = get(bff_legacy, path, token)
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["message"]) == ("invalid_token", "The token's user no longer exists.")
+
+
 def test_a_forged_token_is_401_even_with_strapi_unreachable(start_bff: Callable[..., Gunicorn]) -> None:
     bff = start_bff(STRAPI_URL=f"http://127.0.0.1:{free_port()}", **POLICY)
     forged = jwt.encode({"id": 1, "exp": 2**31}, "not-strapis-secret-but-32-bytes-long!", algorithm="HS256")
