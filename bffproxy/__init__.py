@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import (
     accounts,
     admin,
+    admission,
     auth,
     caching,
     content,
@@ -32,12 +33,17 @@ __all__ = ["ConfigError", "create_app"]
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults, .env, BFFPROXY_* env, ``config``), extensions, blueprints."""
     app = Flask(__name__)
+    # An API answers the path it was given: no HTML 308 to http://<client Host>/... for '//' or for
+    # the URL a rule's defaults spell differently (errors.py turns any other redirect into a 404).
+    app.url_map.merge_slashes = False
+    app.url_map.redirect_defaults = False
     load_config(app.config, config)
     _configure_logging(app)
     errors.init_app(app)
     request_id.init_app(app)
     tenants.init_app(app)
     caching.init_app(app)
+    admission.init_app(app)
     auth.init_app(app)
     accounts.init_app(app)
     invalidation.init_app(app)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import RequestRedirect
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +150,21 @@ def handle_unexpected(exc: Exception) -> Response:
     return error_response(500, "internal_error", "Internal error; it has been logged.")
 
 
+def _no_routing_redirects() -> None:
+    """Make a routing redirect (a rule ending in '/' asked without it) a 404 in the envelope.
+
+    Flask hands RequestRedirect to no error handler: it would leave as Werkzeug's HTML 308 with a
+    Location built from the client's Host. The path it points to is named, never redirected to.
+    """
+    redirect = request.routing_exception
+    if isinstance(redirect, RequestRedirect):
+        path = urlsplit(redirect.new_url).path
+        request.routing_exception = RouteNotFound(f"No such resource; the path is {path}.")
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers that turn every error into the envelope."""
+    app.before_request(_no_routing_redirects)
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

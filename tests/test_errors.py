@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -53,3 +54,39 @@ def test_client_request_id_is_echoed_and_insane_ones_replaced(client: FlaskClien
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
     replaced = client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"}).headers["X-Request-ID"]
     assert replaced != "bad id\twith spaces" and len(replaced) == 32
+
+
+@pytest.mark.parametrize(
+    "path", ["/api//articles", "/api/articles//doc1", "/api/articles/doc1//publish", "/healthz//"]
+)
+def test_doubled_slashes_are_a_json_404_not_a_redirect(client: FlaskClient, path: str) -> None:
+    # Werkzeug's merge_slashes answered an HTML 308 to http://<the client's Host>/api/articles.
+    response = client.get(path, headers={"Host": "attacker.example"})
+    assert response.status_code == 404
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"]["code"] == "not_found"
+    assert "Location" not in response.headers
+
+
+def test_no_routing_redirect_ever_answers_html(app: Flask) -> None:
+    # A rule ending in '/' (strict_slashes) and a rule with defaults (redirect_defaults) made
+    # Werkzeug raise RequestRedirect, which Flask never passes to error handlers: an HTML 308.
+    @app.get("/things/")
+    def things() -> str:
+        return "things"
+
+    @app.get("/pages/", defaults={"page": 1})
+    @app.get("/pages/<int:page>")
+    def pages(page: int) -> str:
+        return str(page)
+
+    client = app.test_client()
+    response = client.get("/things", headers={"X-Request-ID": "rid-1"})
+    assert response.status_code == 404
+    assert response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert (error["code"], error["request_id"]) == ("not_found", "rid-1")
+    assert "/things/" in error["message"] and "Location" not in response.headers
+    assert client.get("/things/").status_code == 200
+    # Both spellings of a rule with defaults answer, neither redirects.
+    assert [client.get(p).get_data(as_text=True) for p in ("/pages/", "/pages/1")] == ["1", "1"]
