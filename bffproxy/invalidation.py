@@ -12,6 +12,7 @@ relations, so this configuration, not the payload, is the source of truth for th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,8 @@ from .caching import StoreUnavailable, content_cache
 from .errors import ServiceUnavailable, Unprocessable
 from .reads import DOCUMENT_ID, is_document_id  # noqa: F401  (DOCUMENT_ID: publishing imports it here)
 from .settings import ConfigError, as_mapping, env_name
+
+log = logging.getLogger(__name__)
 
 # Strapi 5 documentIds are 24 lowercase alphanumerics; accept any plausible id, refuse junk.
 
@@ -68,7 +71,9 @@ def purge(
             assert collection is not None  # _check_scope guarantees it
             dropped = invalidate_collection(tenant, collection, also)
     except StoreUnavailable as exc:
-        raise CacheUnavailable(details={"reason": str(exc)}) from exc
+        # The store's text names its host and port: the log gets it, the client only the code.
+        log.error("purge (%s) of tenant %s refused by the shared store: %s", scope, tenant, exc)
+        raise CacheUnavailable() from exc
     result: dict[str, Any] = {"scope": scope, "tenant": tenant, "invalidated": dropped}
     if collection:
         result["collection"] = collection

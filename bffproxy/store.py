@@ -79,7 +79,8 @@ class SharedStore:
                 exc,
                 self.retry_after,
             )
-            raise StoreUnavailable(str(exc)) from exc
+            # Only the class: the exception's text (Redis's host and port) stays in the log above.
+            raise StoreUnavailable(f"{self.name} failed ({exc.__class__.__name__})") from exc
 
     def get(self, key: str) -> Any:
         """The value under ``key``, or None."""

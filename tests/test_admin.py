@@ -134,3 +134,20 @@ def test_a_body_nested_too_deeply_is_400_not_500(client: FlaskClient) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     response = client.post("/admin/cache/purge", data="{" * 100_000, headers=headers)
     assert response.status_code == 400
+
+
+def test_a_store_fault_is_503_without_the_stores_error_text(config: dict[str, Any]) -> None:
+    client = create_app(config).test_client()
+
+    class BrokenStore:
+        def __getattr__(self, name: str) -> Any:
+            def fail(*args: Any) -> Any:
+                raise ConnectionError("Error 111 connecting to 10.0.0.7:6379. Connection refused.")
+
+            return fail
+
+    client.application.extensions["bffproxy.cache"].store = BrokenStore()
+    response = purge(client, {"all": True})
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert "10.0.0.7" not in body and "6379" not in body and "111" not in body

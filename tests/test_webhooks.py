@@ -258,3 +258,20 @@ def test_a_body_nested_too_deeply_is_400_not_500(client: FlaskClient) -> None:
     )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "bad_request"
+
+
+def test_with_redis_down_the_503_names_no_host_or_port(
+    config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on: connection refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = create_app({**config, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}).test_client()
+    response = deliver(client, UPDATE)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "cache_unavailable"
+    body = response.get_data(as_text=True)
+    assert "127.0.0.1" not in body and str(port) not in body and "Error" not in body
+    assert f"127.0.0.1:{port}" in caplog.text  # the operator still learns why, from the log
