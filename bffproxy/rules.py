@@ -22,56 +22,63 @@ Shipped rules:
   once the content type has such a field. The client can never set that field itself: the schema
   does not list it, so sending it is a 422, and the rule writes it after validation.
 
-Rich text: refuse, do not rewrite
----------------------------------
+Rich text: judge the HTML a browser gets; refuse, do not rewrite
+----------------------------------------------------------------
 Strapi's ``richtext`` is Markdown, and Markdown may embed raw HTML that a renderer passes through.
 The dangers are HTML that runs script (``<img onerror>``, ``<svg onload>``, ``<iframe srcdoc>``) and
 script URLs in HTML or Markdown links (``<a href="jav&#x09;ascript:...">``, ``[x](javascript:...)``).
-The regex that stripped ``<script>`` caught neither, so HTML is judged by nh3 (ammonia, a maintained
-html5ever-based sanitizer: it parses as a browser does, entities and broken tags included) with an
-allow-list per field, ``BFFPROXY_RICH_TEXT_HTML__<collection>__<field>`` (default
-:data:`DEFAULT_RICH_TEXT_HTML`: the elements Markdown itself produces) and
-``BFFPROXY_RICH_TEXT_URL_SCHEMES`` (``http,https,mailto``).
+Whether a ``<`` starts a tag depends on the Markdown around it (a code span, a backslash escape, a
+code block: ```` `<!--` <img onerror> `-->` ```` is a live ``<img>``), so the text is judged by the
+HTML it renders to, never read as HTML itself:
 
-nh3's *output* cannot be stored: it is HTML, so it escapes ``a < b`` to ``a &lt; b`` and ``> quote``
-to ``&gt; quote`` (which a Markdown renderer then shows literally), and it keeps ``[x](javascript:
-alert(1))``, which is only text to an HTML parser. Un-escaping "what nh3 introduced" would need to
-know which ``<`` was text and which was markup -- the very question a sanitizer answers. So the rule
-asks nh3 whether it *would change* the field and refuses the write if so. For a write API a 422 that
-names the field and the element or attribute is the honest answer: the editor sees what to change,
-and nothing is silently altered between what was written and what is published. In detail:
+1. markdown-it-py (the Python port of markdown-it) renders it: CommonMark, raw HTML on, linkify off,
+   once plain and once with GFM tables and strikethrough, because the two read a line with pipes
+   differently (what is a code span in one is table cells around a live ``<img>`` in the other).
+   It is the most permissive renderer a Strapi front end plausibly uses: raw HTML passes, and link
+   targets are kept as CommonMark decodes them, neither refused (markdown-it's ``validateLink``)
+   nor percent-encoded, so ``[x](java&#x09;script:...)`` is judged as the script URL that a
+   renderer without those safeguards would emit. Markdown nested past markdown-it's limit
+   (:data:`MAX_NESTING`) is refused: markdown-it drops what is deeper, a renderer without a limit
+   would not.
+2. nh3 (ammonia, html5ever-based: it parses as a browser does) sanitizes the rendered HTML with the
+   field's allow-list, ``BFFPROXY_RICH_TEXT_HTML__<collection>__<field>`` (default
+   :data:`DEFAULT_RICH_TEXT_HTML`), plus what Markdown itself makes (:data:`MARKDOWN_HTML`: plain
+   Markdown always passes), and ``BFFPROXY_RICH_TEXT_URL_SCHEMES`` (``http,https,mailto``) for every
+   href and src, from Markdown or from raw HTML.
+3. The rendered HTML and nh3's output are compared as parsed structures (start tags, attributes as a
+   browser decodes them, text, comments), so serialisation (attribute order, ``&amp;`` or
+   ``&#38;``, ``<br>`` or ``<br />``) is no difference. Anything nh3 removes (an element, an
+   attribute, a URL) is a refusal naming it. Raw HTML in the Markdown must also be in the field's
+   own allow-list (``none``: Markdown only).
+4. Text that CommonMark does not take for HTML but a browser would (``x<y``, ``<img/src=x
+   /onerror=...>``) is refused outside code: a renderer that passes it through unescaped would
+   emit a tag. ``\\<`` or ``&lt;`` writes a literal ``<``; code spans and blocks may hold anything.
 
-1. HTML: the text (autolinks such as ``<https://x>`` read as their URL, unless they hold a ``=``:
-   inside an HTML block a browser reads ``<https://x/onfocus=...>`` as a tag) is sanitized by nh3, and
-   Python's HTML parser reads start tags, attributes, text and comments in the text and in nh3's
-   output; any difference (an element, an attribute or a URL removed, text re-read as markup) is a
-   refusal. Comparing what a parser reads, not the strings, makes ``a < b`` equal to ``a &lt; b``.
-2. Markdown links: the targets of ``[x](...)``, ``![x](...)``, ``[label]: ...`` and ``<scheme:...>``
-   are decoded as CommonMark does (entities, backslash escapes) and as a browser does (tabs and
-   newlines removed, leading control characters ignored); a scheme outside the allow-list is refused.
-3. A safety net under (2): ``javascript:``, ``vbscript:`` or ``livescript:`` anywhere in the decoded
-   text, followed by a non-space, is refused ("JavaScript: the good parts" passes).
-
-The check reads the text as a browser would read raw HTML, everywhere, because inside a Markdown
-HTML block even a code fence is raw HTML: it knows no Markdown code spans. The price is that code
-containing a tag-like ``<`` (```` `List<String>` ````, ``x<y``) is refused too; write ``x < y``, or
-``&lt;`` outside code. Knowing the Markdown structure would need a CommonMark parser (such as
-markdown-it-py) that parses exactly as the front end's renderer; this project does not depend on one.
+nh3's *output* is not stored instead: the field holds Markdown, and sanitized HTML is not Markdown
+(nh3 turns ``> quote`` into ``&gt; quote``). For a write API a 422 that names the field and the
+element or attribute is the honest answer: the editor sees what to change, and nothing is silently
+altered between what was written and what is published. Not covered: renderers that parse unlike
+CommonMark (Markdown inside HTML blocks, as python-markdown's ``md_in_html``), and plugins that turn
+Markdown syntax into attributes (markdown-it-attrs' ``{onclick=...}``).
 """
 
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, Protocol
 
 import nh3
 from flask import Flask, current_app, has_app_context
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 
 from .schemas import StrapiSchema, fields_with, invalid, spec_for
 from .settings import ConfigError, as_mapping, env_name
@@ -85,6 +92,9 @@ DEFAULT_RICH_TEXT_HTML = (
     "p, br, hr, em, strong, code, pre, blockquote, ul, ol, li, h1, h2, h3, h4, h5, h6,"
     " a[href, title], img[src, alt, title], table, thead, tbody, tfoot, tr, th, td, caption"
 )
+# What markdown-it makes of Markdown: always allowed, so plain Markdown passes whatever the field's
+# allow-list says about raw HTML.
+MARKDOWN_HTML = DEFAULT_RICH_TEXT_HTML + ", s, code[class], ol[start]"
 DEFAULT_URL_SCHEMES = ("http", "https", "mailto")
 # Refused in the configuration too: they run script, load documents or restyle the page.
 NEVER_ALLOWED_TAGS = frozenset(
@@ -113,26 +123,20 @@ NEVER_ALLOWED_TAGS = frozenset(
 NEVER_ALLOWED_ATTRIBUTES = frozenset({"style", "srcdoc", "formaction", "srcset"})
 SCRIPT_SCHEMES = frozenset({"javascript", "vbscript", "livescript"})
 PROBLEMS_SHOWN = 5
+MAX_NESTING = 100
 
 _ALLOWED_ITEM = re.compile(r"([a-z][a-z0-9]*)\s*(?:\[([a-z0-9_\-,\s]*)\])?", re.IGNORECASE)
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-# Where Markdown puts a URL: [text](url), ![alt](url), [label]: url -- in <...> or bare. Blockquote
-# markers (">") may sit between the parts when they span lines; reading them as part of the gap
-# can only find more targets, never fewer.
-_LINK_TARGETS = (re.compile(r"\]\([\s>]*(<[^<>\n]*>?|\S*)"), re.compile(r"\]:[\s>]*(<[^<>\n]*>?|\S*)"))
-# CommonMark autolinks, <scheme:...> and <user@host>: links, not HTML, to a Markdown renderer.
-_AUTOLINK = re.compile(
-    r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\x00-\x20<>]*|[A-Za-z0-9.!#$%&'*+/?^_`{|}~\-]+@[A-Za-z0-9.\-]+)>"
-)
-# CommonMark's decoding of a link target: backslash-escaped punctuation and entity references.
-_BACKSLASH_ESCAPE = r"\\([!-/:-@\[-`{-~])"
-_MARKDOWN_ESCAPE = re.compile(
-    _BACKSLASH_ESCAPE + r"|(&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
-)
-# A script URL anywhere in the decoded text: the safety net under the link parsing above.
-_SCRIPT_URL = re.compile(r"(?<![a-z0-9+.\-])(?:java|vb|live)script:(?=\S)", re.IGNORECASE)
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
+# Where a browser's tokenizer leaves text: a tag, an end tag, a comment or declaration.
+_TAG_LIKE = re.compile(r"<[A-Za-z!?/]")
+# Start tags a tree builder inserts (<tbody> in a table, <p> for a stray </p>, <br> for </br>):
+# without attributes they run nothing, present or not.
+_INSERTED_TAGS = frozenset({"tbody", "p", "br"})
+# One attribute of a start tag as a browser's tokenizer reads it: a name, then an optional value.
+_ATTRIBUTE = re.compile(r"""[\s/]*([^\s/>][^\s/>=]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]*)))?""")
+_CHARACTER_REFERENCE = re.compile(r"&(#[xX][0-9a-fA-F]+;?|#[0-9]+;?|[A-Za-z][A-Za-z0-9]*+;?)(=?)")
 # Latin letters NFKD does not decompose: without this, slugify would drop them ("Łódź" -> "odz").
 _TRANSLITERATE = str.maketrans(
     {
@@ -228,6 +232,13 @@ class RichTextPolicy:
         """What ``bffproxy check-config`` shows."""
         return f"RichTextPolicy({str(self)!r})"
 
+    def with_markdown(self) -> RichTextPolicy:
+        """This allow-list plus the HTML Markdown itself makes (:data:`MARKDOWN_HTML`)."""
+        tags = self.tags | MARKDOWN_POLICY.tags
+        both = (self.attributes, MARKDOWN_POLICY.attributes)
+        attributes = {tag: frozenset().union(*(a.get(tag, ()) for a in both)) for tag in tags}
+        return RichTextPolicy(tags, {t: a for t, a in attributes.items() if a}, self.url_schemes)
+
     def sanitized(self, markup: str) -> str:
         """``markup`` as nh3 leaves it under this allow-list."""
         return nh3.clean(
@@ -257,7 +268,7 @@ class RichTextPolicy:
             ]
         if kind == "text":
             text = rest[0][max(rest[0].find("<"), 0) :]
-            return [f"{text[:40]!r} reads as HTML to a browser (write '&lt;' or '< ' for a '<')"]
+            return [f"{text[:40]!r} reads differently to a browser (write '&lt;' for a '<' in HTML)"]
         if kind == "comment":
             return [f"the HTML comment {rest[0][:40]!r} reads differently to a browser"]
         return [f"HTML {kind}s are not allowed"]
@@ -274,6 +285,54 @@ def _never_allowed(attribute: str) -> bool:
 
 
 DEFAULT_POLICY = RichTextPolicy.parse(DEFAULT_RICH_TEXT_HTML)
+MARKDOWN_POLICY = RichTextPolicy.parse(MARKDOWN_HTML)
+
+
+class PermissiveMarkdown(MarkdownIt):
+    """CommonMark with raw HTML that keeps every link target as written, for nh3 to judge.
+
+    markdown-it itself refuses ``javascript:`` targets and percent-encodes the rest (a tab in
+    ``java&#x09;script:`` becomes the harmless ``%09``); a renderer without those safeguards emits
+    them as written, so the check sees them that way.
+    """
+
+    def __init__(self, *extensions: str) -> None:
+        # maxNesting: markdown-it's "default" preset (commonmark's is 20); see _nesting_problems.
+        super().__init__("commonmark", {"html": True, "linkify": False, "maxNesting": MAX_NESTING})
+        self.enable(list(extensions))
+        self.core.ruler.push("drop_cell_alignment", _drop_cell_alignment)
+        self.core.ruler.before("text_join", "find_tag_like_text", _find_tag_like_text)
+
+    def validateLink(self, url: str) -> bool:
+        """Every link target is rendered: nh3's URL schemes decide."""
+        return True
+
+    def normalizeLink(self, url: str) -> str:
+        """The target as CommonMark decoded it, not percent-encoded."""
+        return url
+
+
+def _drop_cell_alignment(state: StateCore) -> None:
+    """A table cell's ``style="text-align:..."`` is markdown-it's own, not the editor's: keep it out."""
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open"):
+            token.attrs.pop("style", None)
+
+
+def _find_tag_like_text(state: StateCore) -> None:
+    """Note text (not code; escapes and entities are not joined to it yet) a browser reads as markup."""
+    for token in with_children(state.tokens):
+        if token.type == "text" and (match := _TAG_LIKE.search(token.content)):
+            state.env.setdefault("tag_like_text", []).append(token.content[match.start() :])
+
+
+def with_children(tokens: list[Token]) -> list[Token]:
+    """Block tokens and the inline tokens they hold."""
+    return [*tokens, *(child for token in tokens for child in token.children or ())]
+
+
+# CommonMark, and CommonMark with GFM tables (see the module docstring for why both).
+RENDERERS = (PermissiveMarkdown(), PermissiveMarkdown("table", "strikethrough"))
 
 
 class _MarkupEvents(HTMLParser):
@@ -287,8 +346,11 @@ class _MarkupEvents(HTMLParser):
         self.events: list[tuple[Any, ...]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "tbody" or attrs:  # a tree builder inserts <tbody> into every table
-            self.events.append(("tag", tag, tuple(sorted((n, v or "") for n, v in attrs))))
+        # Attributes are read again from the tag: Python's parser decodes them as text ("&section="
+        # would hold "§"), a browser does not.
+        attributes = start_tag_attributes(self.get_starttag_text() or "", len(tag) + 1)
+        if tag not in _INSERTED_TAGS or attributes:
+            self.events.append(("tag", tag, attributes))
 
     handle_startendtag = handle_starttag
 
@@ -325,51 +387,38 @@ def markup_events(html: str) -> list[tuple[Any, ...]]:
     return parser.events
 
 
+def start_tag_attributes(start_tag: str, position: int) -> tuple[tuple[str, str], ...]:
+    """The attributes of ``start_tag`` from ``position`` on, sorted, the first of a repeated name."""
+    found: dict[str, str] = {}
+    while match := _ATTRIBUTE.match(start_tag, position, len(start_tag) - 1):  # up to the ">"
+        value = next((v for v in match.groups()[1:] if v is not None), "")
+        found.setdefault(match[1].lower(), attribute_value(value))
+        position = match.end()
+    return tuple(sorted(found.items()))
+
+
+def attribute_value(raw: str) -> str:
+    """An attribute value as a browser decodes it: ``&amp;`` is ``&``, ``&section=`` stays as it is."""
+
+    def decoded(match: re.Match[str]) -> str:
+        reference, equals = match[1], match[2]
+        legacy = reference[0] != "#" and not reference.endswith(";")
+        if legacy and (equals or reference not in html.entities.html5):
+            return match[0]  # "&sect" is "§" only when it is all there is and no "=" follows
+        return html.unescape("&" + reference) + equals
+
+    return _CHARACTER_REFERENCE.sub(decoded, raw)
+
+
 def url_scheme(url: str) -> str | None:
     """The scheme a browser reads in ``url``, lower-case, or None for a relative URL."""
     match = _URL_SCHEME.match(re.sub(r"[\t\n\r]", "", url).lstrip(_C0_AND_SPACE))
     return match[1].lower() if match else None
 
 
-def markdown_unescaped(text: str) -> str:
-    """``text`` as CommonMark decodes a link target: ``\\:`` is ``:``, ``&#106;`` is ``j``."""
-    return _MARKDOWN_ESCAPE.sub(lambda m: m[1] or html.unescape(m[2]), text)
-
-
-def _link_problems(text: str, policy: RichTextPolicy) -> Iterator[str]:
-    """Markdown link and image targets, and autolinks, whose scheme is not allowed."""
-    targets = [m[1] for pattern in _LINK_TARGETS for m in pattern.finditer(text)]
-    targets += [m[1] for m in _AUTOLINK.finditer(text) if ":" in m[1]]
-    for target in targets:
-        if not policy.allows_url(markdown_unescaped(target.strip("<>"))):
-            yield f"the link target {target[:40]!r} is not an allowed URL"
-
-
-def _script_url_problems(text: str) -> Iterator[str]:
-    """A script URL anywhere, however it is escaped: what the link parsing may have missed."""
-    spaced = re.sub(r"[\r\n]", " ", text)  # a raw line break ends a URL; an encoded one does not
-    unescaped = html.unescape(re.sub(_BACKSLASH_ESCAPE, r"\1", spaced))
-    for variant in (markdown_unescaped(spaced), unescaped):
-        match = _SCRIPT_URL.search(re.sub(r"[\t\n\r]", "", variant))
-        if match:
-            yield f"{match[0]} URLs are not allowed"
-            return
-
-
-def _plain_autolinks(text: str) -> str:
-    """``text`` with each autolink replaced by its URL, where no browser could read it as a tag.
-
-    A Markdown renderer makes ``<https://x>`` a link, but inside a raw HTML block a browser reads it
-    as a tag named ``https:`` whose attributes come from the rest: ``/onfocus=...`` would be one.
-    Without ``=`` no attribute has a value, so only such autolinks are taken as plain URLs.
-    """
-    return _AUTOLINK.sub(lambda m: m[0] if "=" in m[1] else m[1], text)
-
-
-def _html_problems(text: str, policy: RichTextPolicy) -> list[str]:
-    """What nh3 would change in ``text`` read as HTML, compared by what a parser reads in each."""
-    candidate = _plain_autolinks(text)
-    before, after = markup_events(candidate), markup_events(policy.sanitized(candidate))
+def _html_problems(rendered: str, policy: RichTextPolicy) -> list[str]:
+    """What nh3 would change in the rendered HTML, compared by what a parser reads in each."""
+    before, after = markup_events(rendered), markup_events(policy.sanitized(rendered))
     if before == after:
         return []
     # Name the elements and attributes; text only when nothing else changed (the merged text
@@ -380,9 +429,37 @@ def _html_problems(text: str, policy: RichTextPolicy) -> list[str]:
     return found or ["it has HTML that does not survive sanitizing"]
 
 
+def _raw_html_problems(tokens: list[Token], policy: RichTextPolicy) -> list[str]:
+    """Elements and attributes of the raw HTML in the Markdown that the field's allow-list lacks."""
+    raw = "".join(t.content for t in with_children(tokens) if t.type in ("html_block", "html_inline"))
+    return [reason for event in markup_events(raw) if event[0] == "tag" for reason in policy.refusals(event)]
+
+
+def _nesting_problems(tokens: list[Token]) -> list[str]:
+    """Markdown nested as deep as markdown-it goes: it drops the rest, a renderer without a limit not."""
+    if any(token.level >= MAX_NESTING - 1 for token in with_children(tokens)):
+        return [f"it nests quotes or lists deeper than markdown-it renders ({MAX_NESTING} levels)"]
+    return []
+
+
+def _tag_like_text_problems(env: Mapping[str, Any]) -> list[str]:
+    """Text that CommonMark escapes but a browser would read as a tag if a renderer passed it on."""
+    return [
+        f"{text[:40]!r} is text in Markdown but a tag to a browser (write '\\<' for a '<' outside code)"
+        for text in env.get("tag_like_text", [])
+    ]
+
+
 def rich_text_problems(text: str, policy: RichTextPolicy = DEFAULT_POLICY) -> list[str]:
     """Why ``text`` (Markdown that may embed HTML) is unsafe to render: [] when it is safe."""
-    problems = [*_link_problems(text, policy), *_script_url_problems(text), *_html_problems(text, policy)]
+    problems: list[str] = []
+    for markdown in RENDERERS:
+        env: dict[str, Any] = {}
+        tokens = markdown.parse(text, env)
+        rendered = markdown.renderer.render(tokens, markdown.options, env)
+        problems += _nesting_problems(tokens) + _tag_like_text_problems(env)
+        problems += _raw_html_problems(tokens, policy)
+        problems += _html_problems(rendered, policy.with_markdown())
     return list(dict.fromkeys(problems))
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import responses
 from flask.testing import FlaskClient
+from markdown_it import MarkdownIt
 
 from bffproxy import ConfigError, create_app, rules
 from bffproxy.errors import Unprocessable
@@ -79,7 +81,13 @@ XSS_VECTORS = [
     '<noscript><p title="</noscript><img src=x onerror=alert(1)>">',
     "<img src=x onerror=alert(1)//",
     '<a href="https://example.com" title=">" onclick=alert(1)>x</a>',
-    # Markdown: links, images, references and autolinks a renderer turns into href/src.
+    # Inside a raw HTML block a browser reads an autolink as a tag: /onfocus=... is an attribute.
+    "<p>\n<https://example.com/onfocus=alert(1)/autofocus/tabindex=0>\n</p>",
+]
+
+# Markdown links, images, references and autolinks a renderer turns into href/src. They were judged
+# by hand-written link parsing and a "javascript: anywhere" safety net; now by the rendered HTML.
+MARKDOWN_LINK_VECTORS = [
     "[x](javascript:alert(1))",
     "[x]( javascript:alert(1) )",
     "[x](<javascript:alert(1)>)",
@@ -97,8 +105,31 @@ XSS_VECTORS = [
     "[x][1]\n\n[1]:\n  <javascript:alert(1)>",
     "> [x][1]\n>\n> [1]:\n> data:text/html,x",
     "<javascript:alert(1)>",
-    # Inside a raw HTML block a browser reads an autolink as a tag: /onfocus=... is an attribute.
-    "<p>\n<https://example.com/onfocus=alert(1)/autofocus/tabindex=0>\n</p>",
+    # What the safety net was for: targets only a CommonMark parser finds.
+    "<JavaScript:alert(1)>",
+    "[x](<\x01javascript:alert(1)>)",
+    "[x](&#x6A;ava&#x09;script&#x3A;alert(1))",
+    '[x][1]\n\n[1]: javascript:alert(1) "title"',
+    "[![ok](/ok.png)](javascript:alert(1))",
+    "| a |\n|---|\n| [x](javascript:alert(1)) |",
+    "- item\n\n  [x][ref]\n\n  [ref]: <javascript:alert(1)>",
+]
+
+# Found by a hostile review of the raw-HTML check: Markdown hides the markup from an HTML reading,
+# and every one renders to a live <img onerror> in a CommonMark renderer with raw HTML on.
+MARKDOWN_HIDES_HTML = [
+    "Intro `<!--` <img src=x onerror=alert(1)> `-->`",
+    "\\<!-- <img src=x onerror=alert(1)> -->",
+    '`<a title="` <img src=x onerror=alert(1)> `">`',
+    '\\<a title="<img src=x onerror=alert(1)>">x</a>',
+    "```\n<!--\n```\n\n<img src=x onerror=alert(1)>\n\n```\n-->\n```",
+    "    <!--\n\n<img src=x onerror=alert(1)>\n\n    -->",
+    # Found while redesigning: a code span to CommonMark is table cells to GFM, and the reverse.
+    "| `a | <img src=x onerror=alert(1)> | b` |\n|---|---|---|",
+    "| a` | `<img src=x onerror=alert(1)>` | `b |\n|---|---|---|",
+    # markdown-it drops what is nested past its limit; a renderer without one would not.
+    ">" * 120 + " <img src=x onerror=alert(1)>",
+    "- " * 60 + "<img src=x onerror=alert(1)>",
 ]
 
 # Markdown as editors write it, and the HTML Markdown itself makes: it must pass unchanged.
@@ -125,10 +156,26 @@ BENIGN_MARKDOWN = [
     "<table><tr><th>h</th></tr><tr><td>d</td></tr></table>",
     "<pre>\ncode\n</pre>",
     "<blockquote>q</blockquote>",
+    # Refused by the raw-HTML check, harmless in every renderer.
+    "<https://x/search?q=test>",
+    "[x](<https://a/?a=1&timestamp=2>)",
+    '<a href="https://a/?id=1&section=2">x</a> <img src="https://a/x.png?w=1&timestamp=2" alt="x">',
+    '<a href="https://a/?x=1&region=eu" title="&copy=">x</a>',
+    "*JavaScript:The Good Parts*",
+    "[Click](https://example.com/?redirect=javascript:void)",
+    "\\<div\\>",
+    "`List<String>` and `#include <stdio.h>`",
+    "```java\nList<String> xs = new ArrayList<>();\n```",
+    "    Map<String, List<Integer>> m;",
+    # Serialised differently by nh3, read the same by a browser.
+    "<a title=t href='https://x/?a=1&#38;b=2'>x</a><br/><br><img alt=x src=/y.png />",
+    # What markdown-it makes that raw HTML by default may not: classes, start numbers, alignment.
+    "```python\nx = 1\n```\n\n3. three\n4. four\n\n| a | b |\n|--:|:-:|\n| 1 | 2 |",
+    ">" * 40 + " deep, but not too deep",
 ]
 
 
-@pytest.mark.parametrize("vector", XSS_VECTORS)
+@pytest.mark.parametrize("vector", XSS_VECTORS + MARKDOWN_LINK_VECTORS + MARKDOWN_HIDES_HTML)
 def test_rich_text_with_script_is_refused(vector: str) -> None:
     with pytest.raises(Unprocessable) as refused:
         apply_rules(ctx(), {"title": "t", "slug": "s", "body": f"Intro\n\n{vector}\n\nEnd"})
@@ -148,12 +195,30 @@ def test_benign_markdown_passes_unchanged(text: str) -> None:
         ("<img src=x onerror=alert(1)>", "the onerror attribute of <img> is not allowed"),
         ("<svg onload=alert(1)>", "the HTML element <svg> is not allowed"),
         ('<a href="jav&#x09;ascript:alert(1)">x</a>', "the href of <a> is not an allowed URL"),
-        ("[x](javascript:alert(1))", "the link target 'javascript:alert(1))' is not an allowed URL"),
-        ("if x<y then", "'<y then' reads as HTML to a browser"),
+        ("[x](javascript:alert(1))", "the href of <a> is not an allowed URL ('javascript:alert(1)')"),
+        ("![x](data:image/png;base64,AA==)", "the src of <img> is not an allowed URL"),
+        ("Intro `<!--` <img src=x onerror=alert(1)> `-->`", "the onerror attribute of <img> is not allowed"),
+        ("if x<y then", "'<y then' is text in Markdown but a tag to a browser"),
+        ("- " * 60 + "x", "it nests quotes or lists deeper than markdown-it renders (100 levels)"),
     ],
 )
 def test_a_refusal_says_what_to_change(text: str, reason: str) -> None:
     assert any(problem.startswith(reason) for problem in rich_text_problems(text)), rich_text_problems(text)
+
+
+@pytest.mark.parametrize("vector", MARKDOWN_LINK_VECTORS)
+def test_markdown_links_are_judged_by_the_url_in_the_rendered_html(vector: str) -> None:
+    """The hand-written link parsing and the "javascript: anywhere" safety net are gone: this covers them."""
+    problems = rich_text_problems(vector)
+    assert problems, vector
+    assert all(re.match(r"the (href of <a>|src of <img>) is not an allowed URL", p) for p in problems)
+
+
+def test_rendering_keeps_script_urls_that_markdown_it_would_have_refused_or_encoded() -> None:
+    """markdown-it's own validateLink and percent-encoding are safeguards a front end may lack."""
+    assert "[x](javascript:alert(1))" in MarkdownIt("commonmark").render("[x](javascript:alert(1))")
+    assert 'href="javascript:alert(1)"' in rules.RENDERERS[0].render("[x](javascript:alert(1))")
+    assert 'href="java\tscript:' in rules.RENDERERS[0].render("[x](java&#x09;script:alert(1))")
 
 
 def test_nh3_alone_would_keep_markdown_links_and_escape_markdown() -> None:
@@ -175,6 +240,12 @@ def test_a_narrower_allow_list_refuses_more() -> None:
     assert rich_text_problems('<a href="https://x">x</a>', links) == []
     assert rich_text_problems('<a title="t" href="https://x">x</a>', links)
     assert rich_text_problems("[x](http://example.com)", links)
+    # What Markdown makes always passes; the same element written as raw HTML needs the allow-list.
+    markdown = "```python\nx\n```\n\n3. a\n\n![i](/x.png)\n\n| a |\n|--:|\n| 1 |\n\n~~s~~ <https://x>"
+    assert rich_text_problems(markdown, markdown_only) == []
+    assert rich_text_problems('<ol start="3"><li>a</li></ol>') == [
+        "the start attribute of <ol> is not allowed"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -357,7 +428,27 @@ def test_a_write_with_unsafe_rich_text_is_a_422_and_never_reaches_strapi(
     assert [call.request.method for call in strapi.calls] == ["GET"]  # the role look-up, no write
 
 
-@pytest.mark.parametrize("text", ["`List<String>`", "```\n#include <stdio.h>\n```", "if x<y then"])
-def test_a_tag_like_less_than_is_refused_even_in_code(text: str) -> None:
-    """The known price of reading rich text as a browser reads raw HTML (see the module docstring)."""
+@pytest.mark.parametrize(
+    "text", ["if x<y then", "<img/src=x/onerror=alert(1)>", "x </p onclick=alert(1)> y", "a <!x b"]
+)
+def test_a_tag_like_less_than_is_refused_outside_code(text: str) -> None:
+    """CommonMark leaves these as text; a renderer that passes them on unescaped would make a tag."""
     assert rich_text_problems(text)
+    assert rich_text_problems(text.replace("<", "\\<")) == []
+    assert rich_text_problems(f"`{text}`") == []
+
+
+def test_a_code_span_hiding_a_comment_is_a_422_and_never_reaches_strapi(
+    client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    register_users(strapi)
+    body = {"data": {"title": "t", "body": MARKDOWN_HIDES_HTML[0]}}
+    answer = client.post("/api/articles", json=body, headers=bearer(EDITOR))
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    (error,) = answer.get_json()["error"]["details"]["errors"]
+    assert error["field"] == "body"
+    assert "the onerror attribute of <img> is not allowed" in error["message"]
+    # The role look-up, and no write.
+    assert [(c.request.method, urlsplit(c.request.url).path) for c in strapi.calls] == [
+        ("GET", f"/api/users/{EDITOR}")
+    ]
