@@ -160,6 +160,14 @@ def test_a_cache_dir_that_is_not_writable_is_one_clear_error(config: dict[str, A
 
 # -- the Redis URL, read the way redis-py reads it -------------------------------------------------
 
+
+def refusal(config: dict[str, Any], **override: Any) -> ConfigError:
+    """The ConfigError that create_app raises for ``config`` with ``override``."""
+    with pytest.raises(ConfigError) as excinfo:
+        create_app({**config, **override})
+    return excinfo.value
+
+
 PASSWORD = "Qz5ecret"  # redis-py's own error shows the part before the first ?, # or /
 
 
@@ -179,25 +187,20 @@ PASSWORD = "Qz5ecret"  # redis-py's own error shows the part before the first ?,
 def test_a_redis_password_that_is_not_percent_encoded_is_refused_without_showing_it(
     config: dict[str, Any], url: str
 ) -> None:
-    config["REDIS_URL"] = url
-    with pytest.raises(ConfigError) as excinfo:
-        create_app(config)
-    message = str(excinfo.value)
+    error = refusal(config, REDIS_URL=url)
+    message = str(error)
     assert message.startswith("BFFPROXY_REDIS_URL ")
     assert "the password must be percent-encoded" in message
     assert "5ecret" not in message and "Qz" not in message and "1234" not in message
     # Nor does the traceback, should one ever be printed: redis-py's own error is not chained.
-    assert "Qz" not in "".join(traceback.format_exception(excinfo.value))
+    assert "Qz" not in "".join(traceback.format_exception(error))
 
 
 @pytest.mark.parametrize("url", ["REDIS://127.0.0.1:6399", "Redis://h", "REDISS://h", "UNIX:///run/r.sock"])
 def test_an_upper_case_redis_scheme_is_refused_as_redis_py_refuses_it(
     config: dict[str, Any], url: str
 ) -> None:
-    config["REDIS_URL"] = url
-    with pytest.raises(ConfigError) as excinfo:
-        create_app(config)
-    assert str(excinfo.value) == (
+    assert str(refusal(config, REDIS_URL=url)) == (
         "BFFPROXY_REDIS_URL must start with redis://, rediss:// or unix:// in lower case "
         f"(redis-py reads no other spelling), got {url.split('://')[0] + '://'!r}"
     )
