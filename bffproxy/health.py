@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from .caching import content_cache
 from .errors import ServiceUnavailable
+from .strapi import StrapiClient
 from .tenants import registry
 
 bp = Blueprint("health", __name__)
@@ -31,8 +32,18 @@ def readyz() -> Response:
     if down:
         raise ServiceUnavailable(
             f"Strapi is not reachable for tenant(s): {', '.join(down)}.",
-            details={"tenants": down, "store": store},
+            details={
+                "tenants": down,
+                "store": store,
+                "circuit": {t.name: _circuit(t.strapi) for t in registry()},
+            },
         )
-    response = jsonify(status="ready", strapi="up", store=store)
+    circuits = {tenant.name: _circuit(tenant.strapi) for tenant in registry()}
+    response = jsonify(status="ready", strapi="up", store=store, circuit=circuits)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _circuit(client: StrapiClient) -> str:
+    """The tenant's circuit breaker: closed, open or half-open (admission.py)."""
+    return client.admission.describe() if client.admission is not None else "closed"

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,6 +23,9 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from .admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class StrapiClient:
         self.retry_after_max = retry_after_max
         self.pool_size = pool_size
         self._session: requests.Session | None = None
+        # The bulkhead and circuit breaker (admission.py), set once the shared store exists.
+        self.admission: Admission | None = None
         self._session_pid = 0
         self._lock = threading.Lock()
 
@@ -139,7 +144,21 @@ class StrapiClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | tuple[float, float] | None = None,
     ) -> StrapiResponse:
-        """Send one request to Strapi; translate transport failures and 5xx into our errors."""
+        """Send one request to Strapi (through admission, when set); translate failures and 5xx."""
+        if self.admission is None:
+            return self._send(method, path, params, json_body, headers, timeout)
+        return self.admission.call(lambda: self._send(method, path, params, json_body, headers, timeout))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float | tuple[float, float] | None,
+    ) -> StrapiResponse:
+        """One HTTP exchange with Strapi, errors translated at this one boundary."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         try:
             response = self.session.request(

@@ -22,13 +22,22 @@ def test_readyz_503_when_strapi_is_down(client: FlaskClient, strapi: responses.R
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "not_ready"
-    assert response.get_json()["error"]["details"] == {"tenants": ["default"], "store": "up"}
+    assert response.get_json()["error"]["details"] == {
+        "tenants": ["default"],
+        "store": "up",
+        "circuit": {"default": "closed"},
+    }
 
 
 def test_readyz_reports_strapi_and_the_store(client: FlaskClient, strapi: responses.RequestsMock) -> None:
     strapi.get(f"{STRAPI}/_health", status=204)
     response = client.get("/readyz")
-    assert response.get_json() == {"status": "ready", "strapi": "up", "store": "up"}
+    assert response.get_json() == {
+        "status": "ready",
+        "strapi": "up",
+        "store": "up",
+        "circuit": {"default": "closed"},
+    }
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -50,4 +59,9 @@ def test_readyz_stays_ready_with_the_store_down_but_says_so(
     app.extensions["bffproxy.cache"].store = UnreachableStore()
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "strapi": "up", "store": "down"}
+    assert response.get_json() == {
+        "status": "ready",
+        "strapi": "up",
+        "store": "down",
+        "circuit": {"default": "closed"},
+    }

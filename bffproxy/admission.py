@@ -1,0 +1,262 @@
+"""Admission to Strapi: a per-worker bulkhead and a circuit breaker per tenant, shared by workers.
+
+A hung Strapi must not take every thread of a worker: cache hits, 304s, health checks and
+webhooks need one. So each worker lets at most ``BFFPROXY_STRAPI_MAX_CONCURRENT`` calls to a
+tenant's Strapi run at once (default 2, below gunicorn's 4 threads); a call over the cap waits up
+to ``BFFPROXY_STRAPI_QUEUE_WAIT`` seconds (0.25: a healthy Strapi answers well within it) for a
+slot if no more than ``BFFPROXY_STRAPI_MAX_WAITING`` (1) others wait, and not at all while Strapi
+is failing; otherwise it fails at once with 503 ``upstream_busy`` and ``Retry-After`` (stale
+content is served instead where the cache has it). So at most cap + waiting threads of a worker
+(3 of gunicorn's 4 by default) are ever spent on Strapi.
+
+And a Strapi that is down must not cost every request the full timeout: after
+``BFFPROXY_BREAKER_FAILURES`` consecutive connection failures or timeouts the tenant's breaker
+opens; for ``BFFPROXY_BREAKER_RESET`` seconds every call fails at once with 503
+``upstream_unavailable`` + ``Retry-After`` (the cache serves stale entries), then one call
+(the probe, one per machine or per Redis) is let through and its outcome closes or re-opens it.
+The breaker's state lives in the shared store, so every worker (and, with Redis, every
+instance) sees it open at once; a store fault falls back to this worker's own count.
+
+Why not pybreaker: its ``CircuitBreaker.call`` holds one lock for the whole wrapped call
+(pybreaker issues #3 and #55; PRs #40, #41, #57 and #77 to remove it were closed), so every
+Strapi call of a worker would run one at a time, which is the starvation this module prevents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask
+
+from .caching import content_cache
+from .errors import UpstreamTimeout, UpstreamUnavailable
+from .settings import ConfigError, as_number, env_name
+from .single_flight import shared_locks
+from .store import StoreUnavailable
+from .tenants import registry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+class UpstreamBusy(UpstreamUnavailable):
+    status, code, message = 503, "upstream_busy", "Too many requests are waiting for Strapi."
+
+
+class CircuitOpen(UpstreamUnavailable):
+    status, code, message = 503, "upstream_unavailable", "Strapi is unavailable (circuit open)."
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    """The validated admission settings."""
+
+    max_concurrent: int = 2
+    queue_wait: float = 0.25
+    max_waiting: int = 1
+    failures: int = 5
+    reset: float = 10.0
+
+
+def policy_from_config(config: Mapping[str, Any]) -> AdmissionPolicy:
+    """Read and check the admission settings (start-up; one line naming the variable)."""
+    values = {
+        "STRAPI_MAX_CONCURRENT": (int, 1, 2),
+        "STRAPI_QUEUE_WAIT": (float, 0, 0.25),
+        "STRAPI_MAX_WAITING": (int, 0, 1),
+        "BREAKER_FAILURES": (int, 1, 5),
+        "BREAKER_RESET": (float, 0.001, 10.0),
+    }
+    read = {}
+    for key, (kind, minimum, default) in values.items():
+        raw = config.get(key, default)
+        value = as_number({key: raw}, key, kind, minimum=minimum)
+        if not math.isfinite(value):
+            raise ConfigError(f"{env_name(key)} must be a finite number, got {raw!r}")
+        read[key] = value
+    return AdmissionPolicy(
+        read["STRAPI_MAX_CONCURRENT"],
+        read["STRAPI_QUEUE_WAIT"],
+        read["STRAPI_MAX_WAITING"],
+        read["BREAKER_FAILURES"],
+        read["BREAKER_RESET"],
+    )
+
+
+class BreakerState:
+    """The breaker's shared record: consecutive failures and when it opened (None: closed)."""
+
+    def __init__(self, store: Any, key: str) -> None:
+        self.store = store  # a SharedStore (get/set raise StoreUnavailable), or None
+        self.key = key
+        self._local: tuple[int, float | None] = (0, None)
+
+    def read(self) -> tuple[int, float | None]:
+        """(failures, opened_at) from the shared store, else this worker's own record."""
+        if self.store is not None:
+            try:
+                value = self.store.get(self.key)
+            except Exception:  # the store's own boundary logged it; count locally meanwhile
+                return self._local
+            if isinstance(value, tuple) and len(value) == 2:
+                self._local = (int(value[0]), value[1])
+            elif value is None:
+                self._local = (0, None)
+        return self._local
+
+    def write(self, failures: int, opened_at: float | None) -> None:
+        """Record the new state for every worker (and this one, whatever the store does)."""
+        self._local = (failures, opened_at)
+        if self.store is not None:
+            # On a fault this worker still knows; the others count their own failures.
+            with contextlib.suppress(Exception):
+                self.store.set(self.key, (failures, opened_at), 24 * 3600)
+
+
+class Admission:
+    """One tenant's gate to Strapi in this worker: the bulkhead slots and the shared breaker."""
+
+    def __init__(
+        self,
+        tenant: str,
+        policy: AdmissionPolicy,
+        state: BreakerState,
+        probe_lock: Callable[[], Any] | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.tenant = tenant
+        self.policy = policy
+        self.state = state
+        self.probe_lock = probe_lock  # a shared non-blocking lock, so one worker probes at a time
+        self.clock = clock
+        self._slots = threading.BoundedSemaphore(policy.max_concurrent)
+        self._waiting = threading.BoundedSemaphore(policy.max_waiting) if policy.max_waiting else _Full()
+
+    def describe(self) -> str:
+        """``closed``, ``open`` or ``half-open``, for /readyz."""
+        opened_at = self.state.read()[1]
+        if opened_at is None:
+            return "closed"
+        return "open" if self.clock() < opened_at + self.policy.reset else "half-open"
+
+    def call(self, send: Callable[[], T]) -> T:
+        """Run ``send`` if the breaker lets it and a slot frees up in time; record its outcome."""
+        failures, probe = self._admit()
+        try:
+            if not self._take_slot(queue=failures == 0):
+                raise UpstreamBusy(
+                    f"{self.policy.max_concurrent} calls to Strapi are already running; try again shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            try:
+                result = send()
+            except (UpstreamUnavailable, UpstreamTimeout) as exc:
+                self._failed(exc)
+                raise
+            finally:
+                self._slots.release()
+            self._succeeded()
+            return result
+        finally:
+            if probe is not None:
+                probe.release()
+
+    def _take_slot(self, *, queue: bool) -> bool:
+        """A slot now, or after a short wait if few others wait too (never while Strapi fails)."""
+        if self._slots.acquire(blocking=False):
+            return True
+        if not queue or not self._waiting.acquire(blocking=False):
+            return False  # every thread that waits here is one a cache hit cannot have
+        try:
+            return self._slots.acquire(timeout=self.policy.queue_wait)
+        finally:
+            self._waiting.release()
+
+    def _admit(self) -> tuple[int, Any]:
+        """(failures so far, None) when closed; the probe's lock when half-open and ours; else raise."""
+        failures, opened_at = self.state.read()
+        if opened_at is None:
+            return failures, None
+        remaining = opened_at + self.policy.reset - self.clock()
+        if remaining <= 0:
+            lock = self.probe_lock() if self.probe_lock is not None else _NoLock()
+            if lock is not None:
+                log.info("circuit for tenant %s half-open: probing Strapi", self.tenant)
+                return failures, lock
+            remaining = 1  # another worker is probing right now
+        raise CircuitOpen(
+            f"Strapi failed {self.policy.failures} times in a row; calls resume in {math.ceil(remaining)} s.",
+            headers={"Retry-After": str(math.ceil(remaining))},
+        )
+
+    def _failed(self, exc: Exception) -> None:
+        """Count a connection failure or timeout; open (or re-open) the breaker at the limit."""
+        failures, opened_at = self.state.read()
+        failures += 1
+        if opened_at is not None or failures >= self.policy.failures:
+            if opened_at is None or opened_at + self.policy.reset <= self.clock():
+                log.error(
+                    "circuit for tenant %s opened after %d failures (%s); failing fast for %.0f s",
+                    self.tenant,
+                    failures,
+                    exc.__class__.__name__,
+                    self.policy.reset,
+                )
+            opened_at = self.clock()
+        self.state.write(failures, opened_at)
+
+    def _succeeded(self) -> None:
+        """Strapi answered: reset the count, close the breaker if it was open."""
+        failures, opened_at = self.state.read()
+        if opened_at is not None:
+            log.warning("circuit for tenant %s closed: Strapi answers again", self.tenant)
+        if failures or opened_at is not None:
+            self.state.write(0, None)
+
+
+class _Full:
+    """A semaphore with no room (BFFPROXY_STRAPI_MAX_WAITING=0: nobody queues)."""
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return False
+
+    def release(self) -> None:
+        """Never taken, never given back."""
+
+
+class _NoLock:
+    def release(self) -> None:
+        """Nothing to give back."""
+
+
+def admission_for(app: Flask, tenant: str, policy: AdmissionPolicy) -> Admission:
+    """A tenant's admission over the app's shared store and its shared locks."""
+    locks = shared_locks(app, "locks")
+    config = app.config
+    probe_ttl = config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 1
+
+    def probe_lock() -> Any:
+        try:
+            return locks.try_acquire(f"breaker-probe:{tenant}", probe_ttl)
+        except StoreUnavailable:
+            return _NoLock()  # no shared locks: probe from this worker
+
+    state = BreakerState(content_cache().store, f"breaker:{tenant}")
+    return Admission(tenant, policy, state, probe_lock)
+
+
+def init_app(app: Flask) -> None:
+    """Validate the settings and give every tenant's Strapi client its admission."""
+    policy = policy_from_config(app.config)
+    with app.app_context():
+        for tenant in registry():
+            tenant.strapi.admission = admission_for(app, tenant.name, policy)
