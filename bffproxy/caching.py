@@ -2,9 +2,9 @@
 
 It composes pieces that each own one thing:
 
-* :mod:`.store` — the shared store (FileSystemCache under ``BFFPROXY_CACHE_DIR`` for the workers of
-  one machine, or Redis with ``BFFPROXY_REDIS_URL`` for every instance) behind one fault boundary;
-  a store fault is a miss or a BYPASS, never a 500.
+* :mod:`.store` — the shared store (a size-bounded SQLite :mod:`.disk_store` under
+  ``BFFPROXY_CACHE_DIR`` for the workers of one machine, or Redis with ``BFFPROXY_REDIS_URL`` for
+  every instance) behind one fault boundary; a store fault is a miss or a BYPASS, never a 500.
 * :mod:`.generations` — the tokens every key embeds; invalidation replaces them.
 * :mod:`.single_flight` — one Strapi fetch per cold key across workers; the lock factory.
 * :mod:`.freshness` — entries, TTL and RFC 5861's stale windows.
@@ -77,6 +77,11 @@ REFRESH_WORKERS = 2
 # up to 310 in one that evicts (the table keeps deleted slots until it resizes). The budget test
 # in tests/test_caching.py fails if real memory drifts more than 5% past what is counted.
 ENTRY_OVERHEAD = 304
+
+# The embedded store's size (BFFPROXY_CACHE_MAX_MB). BFFPROXY_CACHE_MAX_ENTRIES, its older count
+# limit, is still read at 16 KiB an entry: the large end of a list answer, so no old setting shrinks.
+DEFAULT_STORE_MB = 256
+BYTES_PER_ENTRY = 16 * 1024
 
 
 def entry_size(key: str, entry: Entry) -> int:
@@ -177,6 +182,7 @@ class ContentCache:
         poll_interval: float = 0.01,
         retry_store_after: float = 5.0,
         memory_bytes: int = 0,
+        generation_store: Any = None,
     ) -> None:
         self.locks = locks
         self.clock = clock
@@ -185,6 +191,8 @@ class ContentCache:
         self.retry_store_after = retry_store_after
         self.memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
         self.store = store
+        if generation_store is not None:
+            self.generation_store = generation_store
         self.refreshers = Refreshers(REFRESH_WORKERS)
 
     @property
@@ -195,12 +203,28 @@ class ContentCache:
     @store.setter
     def store(self, store: Any) -> None:
         """Use ``store`` (a SharedStore, or a cachelib backend to wrap in one) for every piece."""
-        if not isinstance(store, SharedStore):
-            store = SharedStore(store, retry_after=self.retry_store_after)
-        self._store: SharedStore = store
+        self._store: SharedStore = self._shared(store)
         self.waiting = LockWait(self.locks, self.lock_wait, self.poll_interval)
-        self._generations = Generations(store, self.waiting)
-        self.flights = SingleFlight(store, self.waiting)
+        self.flights = SingleFlight(self._store, self.waiting)
+        self.generation_store = self._store
+
+    @property
+    def generation_store(self) -> SharedStore:
+        """Where the generations live: the shared store, or one no eviction reaches."""
+        return self._generations.store
+
+    @generation_store.setter
+    def generation_store(self, store: Any) -> None:
+        """Keep the generations in ``store`` (set after :attr:`store`, which resets it)."""
+        self._generations = Generations(self._shared(store), self.waiting)
+
+    def _shared(self, store: Any) -> SharedStore:
+        """``store`` behind a fault boundary of its own unless it already has one."""
+        return (
+            store
+            if isinstance(store, SharedStore)
+            else SharedStore(store, retry_after=self.retry_store_after)
+        )
 
     # -- entries: this worker's memory in front of the shared store -----------------------------
 
@@ -353,7 +377,6 @@ def _configure(app: Flask) -> None:
     config = app.config
     config.setdefault("STALE_WHILE_REVALIDATE", 30)
     config.setdefault("STALE_IF_ERROR", 3600)
-    config.setdefault("CACHE_MAX_ENTRIES", 20000)
     config.setdefault("CACHE_LOCK_WAIT", 0)
     config.setdefault("CACHE_CONTROL", {})
     config.setdefault("CLIENT_MAX_AGE", 0)
@@ -361,7 +384,6 @@ def _configure(app: Flask) -> None:
     for key in (
         "STALE_WHILE_REVALIDATE",
         "STALE_IF_ERROR",
-        "CACHE_MAX_ENTRIES",
         "CLIENT_MAX_AGE",
         "CACHE_MEMORY_MB",
     ):
@@ -371,6 +393,17 @@ def _configure(app: Flask) -> None:
     config["CACHE_LOCK_WAIT"] = wait or config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 1
     config["CACHE_CONTROL"] = as_mapping(config, "CACHE_CONTROL", str, allowed=config["COLLECTIONS"])
     config["CACHE_KEY_PREFIX"] = as_str(config, "CACHE_KEY_PREFIX") or "bffproxy:"
+    config["CACHE_MAX_MB"] = _store_megabytes(config)
+
+
+def _store_megabytes(config: dict[str, Any]) -> int:
+    """BFFPROXY_CACHE_MAX_MB; from the older BFFPROXY_CACHE_MAX_ENTRIES at 16 KiB each when only it is set."""
+    if "CACHE_MAX_MB" not in config and "CACHE_MAX_ENTRIES" in config:
+        entries: int = as_number(config, "CACHE_MAX_ENTRIES", int, minimum=1)
+        return -(-entries * BYTES_PER_ENTRY // (1024 * 1024))  # rounded up: never below 1
+    config.setdefault("CACHE_MAX_MB", DEFAULT_STORE_MB)
+    megabytes: int = as_number(config, "CACHE_MAX_MB", int, minimum=1)
+    return megabytes
 
 
 def init_app(app: Flask) -> None:
@@ -383,4 +416,5 @@ def init_app(app: Flask) -> None:
         shared_locks(app, "locks"),
         lock_wait=app.config["CACHE_LOCK_WAIT"],
         memory_bytes=app.config["CACHE_MEMORY_MB"] * 1024 * 1024,
+        generation_store=app.extensions["bffproxy.generations"],
     )

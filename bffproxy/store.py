@@ -1,7 +1,9 @@
 """The shared store and its one fault boundary.
 
-One cachelib backend (FileSystemCache under ``BFFPROXY_CACHE_DIR``, or Redis with
-``BFFPROXY_REDIS_URL``) holds cache entries, generations, single-flight outcomes and the role cache.
+One cachelib backend (a size-bounded :class:`~.disk_store.DiskStore` under ``BFFPROXY_CACHE_DIR``,
+or Redis with ``BFFPROXY_REDIS_URL``) holds cache entries, single-flight outcomes and the role cache.
+Generations live there too with Redis; on one machine they get a small file store of their own
+(:func:`generations_store`), which no eviction reaches and which a hit reads with two ``stat`` calls.
 Every call to it goes through :class:`SharedStore`, so a fault (Redis down, a full disk) is logged
 once per interval and becomes :class:`StoreUnavailable` in exactly one place; callers decide what
 that means for them (a miss, a BYPASS, a 503).
@@ -22,6 +24,7 @@ from typing import Any
 from cachelib import FileSystemCache
 from flask import Flask, current_app
 
+from .disk_store import flask_caching_factory
 from .extensions import cache as flask_cache
 
 log = logging.getLogger(__name__)
@@ -187,7 +190,9 @@ def flask_caching_config(app: Flask) -> dict[str, Any]:
     """Flask-Caching's own settings, kept apart from ours (its CACHE_DIR is a sub-folder).
 
     With Redis the backend gets the worker's one client (``CACHE_REDIS_HOST`` takes a client
-    object), so the cache, locks and rate limits share one connection pool.
+    object), so the cache, locks and rate limits share one connection pool. Otherwise it is a
+    DiskStore of ``CACHE_MAX_MB`` in ``CACHE_DIR/store`` (not ``entries``, where FileSystemCache's
+    files lie after an upgrade: that folder can be deleted).
     """
     config = app.config
     common = {"CACHE_KEY_PREFIX": config["CACHE_KEY_PREFIX"], "CACHE_DEFAULT_TIMEOUT": config["CACHE_TTL"]}
@@ -195,10 +200,23 @@ def flask_caching_config(app: Flask) -> dict[str, Any]:
         return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": redis_client(app)}
     return {
         **common,
-        "CACHE_TYPE": "FileSystemCache",
-        "CACHE_DIR": os.path.join(config["CACHE_DIR"], "entries"),
-        "CACHE_THRESHOLD": config["CACHE_MAX_ENTRIES"],
+        "CACHE_TYPE": f"{flask_caching_factory.__module__}.{flask_caching_factory.__name__}",
+        "CACHE_DIR": os.path.join(config["CACHE_DIR"], "store"),
+        "CACHE_SIZE_LIMIT": config["CACHE_MAX_MB"] * 1024 * 1024,
     }
+
+
+def generations_store(app: Flask, store: SharedStore) -> SharedStore:
+    """Where generations live: with Redis, in ``store``; else a file store that is never pruned.
+
+    A few files (one per tenant and per collection), so no threshold: cachelib never counts or
+    prunes them, the DiskStore's eviction cannot turn every key of a collection into a miss, and
+    :class:`~.generations.StatValidatedReads` reads them with a ``stat`` each.
+    """
+    if app.config["REDIS_URL"]:
+        return store
+    backend = FileSystemCache(os.path.join(app.config["CACHE_DIR"], "generations"), threshold=0)
+    return SharedStore(backend, name="generation store")
 
 
 def records_backend(app: Flask) -> Any:
@@ -215,9 +233,10 @@ def records_backend(app: Flask) -> Any:
 
 
 def init_app(app: Flask) -> None:
-    """Build the shared store and the records store (after caching has validated its settings)."""
+    """Build the shared, generations and records stores (after caching has validated its settings)."""
     flask_cache.init_app(app, config=flask_caching_config(app))
-    app.extensions["bffproxy.store"] = SharedStore(flask_cache.cache)
+    store = app.extensions["bffproxy.store"] = SharedStore(flask_cache.cache)
+    app.extensions["bffproxy.generations"] = generations_store(app, store)
     # Idempotency records: refusing a keyed write costs more than trying, so never skipped.
     app.extensions["bffproxy.records"] = SharedStore(
         records_backend(app), name="idempotency store", skip_while_down=False
