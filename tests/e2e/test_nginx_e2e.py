@@ -17,6 +17,7 @@ import requests
 from tests.test_deploy import nginx_available, nginx_command, write_nginx_conf
 
 from .services import Gunicorn, Strapi, free_port, wait_until
+from .test_bodies_e2e import chunks, urllib_post
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")
 
@@ -150,8 +151,41 @@ def test_body_over_one_mib_gets_413_json(front: Front) -> None:
     )
     error = _envelope(response, 413, "payload_too_large")
     assert error["request_id"] == rid
+    assert "1 MiB" in str(error["message"])  # the limit, named as bffproxy names it
+    assert error["details"] == {"max_bytes": 1024 * 1024}
     _wait_logged(front.access_log, f"rid={rid}")
     assert f"rid={rid}" not in front.bff.log()  # refused by nginx, bffproxy never saw it
+
+
+WEBHOOK = {"Content-Type": "application/json", "X-Webhook-Secret": "e2e-webhook-secret"}
+DELIVERY = json.dumps({"event": "media.create"}).encode()
+
+
+@pytest.mark.parametrize("how", ["urllib 5 MB", "chunked 2 MB"])
+def test_nginx_refuses_big_bodies_every_client_can_read(front: Front, how: str) -> None:
+    rid = f"big-{secrets.token_hex(6)}"
+    headers = {**WEBHOOK, "X-Request-ID": rid}
+    url = f"{front.url}/webhooks/strapi"
+    if how == "urllib 5 MB":
+        response = urllib_post(url, DELIVERY + b" " * 5_000_000, headers)
+    else:  # the tail is whitespace: cut at the limit it would still be JSON
+        response = requests.post(
+            url, data=chunks(DELIVERY + b" " * (2 * 1024 * 1024)), headers=headers, timeout=30
+        )
+    error = _envelope(response, 413, "payload_too_large")
+    assert error["request_id"] == rid
+    _wait_logged(front.access_log, f"rid={rid}")
+    assert f"rid={rid}" not in front.bff.log()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_of_exactly_the_limit_passes_nginx_and_bffproxy(front: Front, chunked: bool) -> None:
+    # client_max_body_size and BFFPROXY_MAX_CONTENT_LENGTH agree: neither refuses 1 MiB.
+    body = DELIVERY + b" " * (1024 * 1024 - len(DELIVERY))
+    response = requests.post(
+        f"{front.url}/webhooks/strapi", data=chunks(body) if chunked else body, headers=WEBHOOK, timeout=30
+    )
+    assert response.status_code == 202, response.text
 
 
 def test_bffproxy_down_gives_502_json(front: Front) -> None:
