@@ -25,7 +25,7 @@ PUBLIC = "public"
 ANY_USER = "*"
 NOBODY = "none"
 DEFAULT_POLICY: dict[str, frozenset[str]] = {"read": frozenset({PUBLIC})}
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: `$` would let "editor\n" through
 
 Policy = dict[str, frozenset[str]]
 
@@ -35,7 +35,7 @@ def parse_roles(key: str, action: str, text: Any) -> frozenset[str]:
     items = text if isinstance(text, (list, tuple, set, frozenset)) else re.split(r"[|\s]+", str(text))
     roles = frozenset(str(item).strip() for item in items if str(item).strip())
     for role in roles:
-        if role != ANY_USER and not _NAME.match(role):
+        if role != ANY_USER and not _NAME.fullmatch(role):
             raise ConfigError(f"{key} has an invalid role {role!r} for {action!r}")
     return frozenset() if roles <= {NOBODY} else roles - {NOBODY}
 
@@ -53,7 +53,7 @@ def parse_policy(key: str, raw: Any) -> Policy:
             pairs.append((action.strip(), roles))
     policy: Policy = {}
     for action, roles in pairs:
-        if not _NAME.match(action):
+        if not _NAME.fullmatch(action):
             raise ConfigError(f"{key} has an invalid action {action!r}")
         policy[action] = parse_roles(key, action, roles)
     return policy

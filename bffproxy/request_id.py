@@ -15,12 +15,12 @@ from flask import Flask, Response, current_app, g, request
 from .settings import as_bool
 
 HEADER = "X-Request-ID"
-_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # whole value: fullmatch, never `$` (it allows "\n")
 
 
 def request_id_for(offered: str | None) -> str:
     """The client's id when it is sane (short, no spaces or control characters), else a new one."""
-    return offered if offered and _SANE.match(offered) else uuid.uuid4().hex
+    return offered if offered and _SANE.fullmatch(offered) else uuid.uuid4().hex
 
 
 def _assign() -> None:

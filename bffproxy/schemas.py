@@ -20,7 +20,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from .errors import Unprocessable
 
-UID_PATTERN = r"^[A-Za-z0-9\-_.~]*$"  # Strapi's own check on uid values
+UID_PATTERN = r"[A-Za-z0-9\-_.~]*\Z"  # Strapi's /^[A-Za-z0-9-_.~]*$/; in Python `$` allows "\n"
 STRAPI_STRING_MAX = 255  # a Strapi "string" without maxLength is a varchar(255)
 
 REQUIRED = "This field is required."

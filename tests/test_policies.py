@@ -184,3 +184,10 @@ def test_require_role_names_the_missing_roles(client: FlaskClient, users: respon
 def test_require_auth(client: FlaskClient, users: responses.RequestsMock) -> None:
     assert client.get("/t/signed-in").status_code == 401
     assert client.get("/t/signed-in", headers=bearer(READER)).status_code == 200
+
+
+@pytest.mark.parametrize("policy", [{"read\n": "public"}, {"drafts\n": ["editor"]}, {"write": ["*", "a\nb"]}])
+def test_a_name_with_a_line_break_is_refused(policy: dict[str, Any]) -> None:
+    """Names are matched whole: a regex ``$`` would let "read\\n" through."""
+    with pytest.raises(ConfigError, match="invalid"):
+        parse_policy("K", policy)

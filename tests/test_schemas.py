@@ -69,7 +69,7 @@ def test_featured_is_a_json_boolean(value: Any) -> None:
     }
 
 
-@pytest.mark.parametrize("slug", ["with space", "ümlaut", "a/b", "x" * 256])
+@pytest.mark.parametrize("slug", ["with space", "ümlaut", "a/b", "x" * 256, "a-slug\n"])
 def test_slug_follows_strapis_uid_rules(slug: str) -> None:
     assert "slug" in problems(load_flat, ARTICLES, {"title": "t", "slug": slug})
 
