@@ -14,6 +14,7 @@ from . import (
     admin,
     admission,
     auth,
+    bodies,
     caching,
     content,
     errors,
@@ -55,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)
+    bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none
     if app.config["FAST_HITS"]:
         app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]
     if app.config["TRUSTED_PROXIES"]:

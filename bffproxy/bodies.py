@@ -1,17 +1,182 @@
-"""Reading request bodies that must be JSON, without ever turning odd input into a 500."""
+"""Request bodies: counted against ``MAX_CONTENT_LENGTH`` as they arrive, then read as JSON.
+
+:class:`BodyLimit` is a WSGI middleware in front of the whole app. It reads each request body before
+Flask sees it, as nginx does with ``proxy_request_buffering``, so every view reads a body of known
+length from memory:
+
+- a declared ``Content-Length`` over the limit is refused with ``413 payload_too_large`` before any
+  view (or authentication) runs;
+- a body of unknown length (``Transfer-Encoding: chunked``) is counted as it streams; one byte
+  over the limit is a 413, never a body silently cut at the limit (Werkzeug's ``LimitedStream``
+  stops reading at ``max_content_length`` and returns what it has);
+- after a refusal the rest of the body is read and thrown away, up to :data:`DRAIN_BYTES`, so a
+  client that sends its whole body before reading (Python's urllib) gets the 413 instead of a
+  reset connection when gunicorn closes a socket with unread data in it.
+"""
 
 from __future__ import annotations
 
+import io
+import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import request
+from flask import Flask, request
+from werkzeug.wsgi import ClosingIterator, get_content_length
+
+from .errors import ApiError, BadRequest
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+#: The most of a refused body read and discarded so the client can read the answer. A declared
+#: body larger than this is not read at all (the client will likely see the connection reset).
+DRAIN_BYTES = 16 * 1024 * 1024
+#: A slow client does not hold a thread longer than this while its refused body is discarded.
+DRAIN_SECONDS = 10.0
+_READ_SIZE = 64 * 1024
+_REFUSAL = "bffproxy.body_refusal"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "payload_too_large", "The request body is too large."
+
+
+def size_text(size: int) -> str:
+    """``1048576`` as ``1 MiB``, ``2048`` as ``2 KiB``, anything else in bytes."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    """The 413 naming the limit, in words and in bytes."""
+    return PayloadTooLarge(
+        f"The request body is larger than {size_text(limit)}, the most this service accepts.",
+        details={"max_bytes": limit},
+    )
+
+
+class BodyLimit:
+    """WSGI middleware: buffer request bodies up to ``limit`` bytes, refuse and drain larger ones."""
+
+    def __init__(self, wsgi_app: WsgiApp, limit: int) -> None:
+        self.wsgi_app = wsgi_app
+        self.limit = limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        drain = self.buffer(environ)
+        answer = self.wsgi_app(environ, start_response)
+        if drain is None:
+            return answer
+        return ClosingIterator(answer, drain)  # discard the rest once the answer is sent
+
+    def buffer(self, environ: dict[str, Any]) -> Callable[[], None] | None:
+        """Put the body in memory or record a refusal; return what discards the unread rest."""
+        stream = environ["wsgi.input"]
+        declared = get_content_length(environ)
+        if declared is not None and declared > self.limit:
+            return self.refuse(environ, too_large(self.limit), stream, declared)
+        if declared is not None:
+            if declared == 0:
+                return None
+            expected = declared
+        elif self.unknown_length(environ):
+            expected = self.limit + 1  # one byte more than allowed tells "over" from "exactly"
+        else:
+            return None  # no body, or a server that does not terminate the stream: Werkzeug's way
+        try:
+            body = read_up_to(stream, expected)
+        except Exception as exc:  # the server's own parse error (bad chunk size) or a reset
+            log.info("request body unreadable: %s", exc)
+            environ[_REFUSAL] = BadRequest("The request body could not be read.")
+            return None
+        if len(body) > self.limit:
+            return self.refuse(environ, too_large(self.limit), stream, None, already=len(body))
+        if declared and len(body) < declared:
+            environ[_REFUSAL] = BadRequest("The request body ended before its Content-Length.")
+            return None
+        if body:
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body now has a length
+        return None
+
+    @staticmethod
+    def unknown_length(environ: dict[str, Any]) -> bool:
+        """True when a body without Content-Length may follow: chunked, or any non-GET/HEAD."""
+        if not environ.get("wsgi.input_terminated"):
+            return False  # the server does not end the stream for us; reading could block
+        method = environ.get("REQUEST_METHOD")
+        return "HTTP_TRANSFER_ENCODING" in environ or method not in ("GET", "HEAD")
+
+    def refuse(
+        self,
+        environ: dict[str, Any],
+        error: ApiError,
+        stream: Any,
+        declared: int | None,
+        *,
+        already: int = 0,
+    ) -> Callable[[], None] | None:
+        """Record the refusal for the app; return the discarding of the rest, if it is bounded."""
+        environ[_REFUSAL] = error
+        environ["wsgi.input"] = io.BytesIO()
+        environ["CONTENT_LENGTH"] = "0"
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        if declared is not None and declared > DRAIN_BYTES:
+            error.headers["Connection"] = "close"  # honoured by servers that let the app say so
+            return None
+        budget = declared if declared is not None else DRAIN_BYTES - already
+        return lambda: discard(stream, budget)
+
+
+def read_up_to(stream: Any, size: int) -> bytes:
+    """At most ``size`` bytes from ``stream``, fewer only when it ends first."""
+    parts: list[bytes] = []
+    while size > 0:
+        chunk = stream.read(min(size, _READ_SIZE))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def discard(stream: Any, budget: int) -> None:
+    """Read and drop up to ``budget`` bytes, for at most :data:`DRAIN_SECONDS`."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    try:
+        while budget > 0 and time.monotonic() < deadline:
+            chunk = stream.read(min(budget, _READ_SIZE))
+            if not chunk:
+                return
+            budget -= len(chunk)
+    except Exception as exc:  # the client gave up; gunicorn closes the connection
+        log.debug("stopped discarding a refused body: %s", exc)
+
+
+def _refuse_recorded_body() -> None:
+    """Answer the refusal :class:`BodyLimit` recorded, in the envelope, before any view runs."""
+    refusal = request.environ.get(_REFUSAL)
+    if refusal is not None:
+        raise refusal
+
+
+def init_app(app: Flask) -> None:
+    """Count and buffer request bodies in front of everything else the app's WSGI stack does."""
+    app.before_request(_refuse_recorded_body)
+    app.wsgi_app = BodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
 
 
 def json_or_none(*, force: bool = False) -> Any:
     """The body parsed as JSON, or None when it is empty, not JSON, or nested too deeply to parse.
 
     ``force`` ignores the Content-Type (Strapi's webhooks, operators' curl commands). A body over
-    ``MAX_CONTENT_LENGTH`` still raises Werkzeug's 413, which the error handlers answer in JSON.
+    ``MAX_CONTENT_LENGTH`` never gets here: :class:`BodyLimit` has answered it with a 413.
     """
     try:
         return request.get_json(force=force, silent=True)

@@ -168,7 +168,7 @@ def json_body() -> Any:
     """The request's JSON: 415 when not JSON, 413 when too large, 400 when malformed."""
     if not request.is_json:
         raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json.")
-    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = request.get_data(cache=True)  # bodies.BodyLimit has refused one over the limit: 413
     try:
         return json.loads(raw)
     except ValueError as exc:  # also UnicodeDecodeError
