@@ -19,6 +19,10 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Quote the request id in the access log, so nginx, gunicorn and Strapi lines can be joined.
+# No line can be forged here: gunicorn answers 400 to control characters in the request line and
+# C0 ones in headers, the request id is bffproxy's sanitised one, X-Cache its own. Request headers
+# (%(a)s, %(f)s, %({name}i)s) would be quoted as sent, C1 controls included: keep them out
+# (tests/e2e/test_logs_e2e.py).
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s cache=%({x-cache}o)s'
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 

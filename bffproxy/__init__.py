@@ -21,6 +21,7 @@ from . import (
     health,
     hits,
     invalidation,
+    logs,
     publishing,
     request_id,
     tenants,
@@ -66,14 +67,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _configure_logging(app: Flask) -> None:
-    """Send bffproxy's loggers to stderr (gunicorn's error log / journald) unless already set up."""
+    """Send bffproxy's loggers to stderr (gunicorn's error log / journald), one line per record."""
     level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
     if level not in logging.getLevelNamesMapping():
         raise ConfigError(f"BFFPROXY_LOG_LEVEL must be a logging level name, got {level!r}")
-    logger = logging.getLogger("bffproxy")
-    logger.setLevel(level)
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        fmt = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
-        handler.setFormatter(logging.Formatter(fmt))
-        logger.addHandler(handler)
+    logs.configure(level)

@@ -1,0 +1,193 @@
+"""bffproxy's log output: one line per record whatever a client sends, each record written once."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from cachelib import FileSystemCache
+
+from bffproxy import create_app
+from bffproxy.errors import UpstreamError
+from bffproxy.logs import OneLineFormatter, escape_controls
+from bffproxy.tenants import current_tenant
+
+from .conftest import STRAPI
+
+FORGED = "x\nFAKE-LINE ERROR forged\r\x1b[31m"
+ESCAPED = "x\\nFAKE-LINE ERROR forged\\r\\x1b[31m"
+RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[\d+\] [A-Z]+ bffproxy")
+
+
+@contextmanager
+def owned_logging() -> Iterator[io.StringIO]:
+    """Logging as under gunicorn: nothing configured, so bffproxy installs its handler (on stderr).
+
+    pytest gives the root logger its capture handlers for each test; they are set aside here, the
+    way gunicorn leaves the root logger bare, and everything is put back afterwards.
+    """
+    root, bff = logging.getLogger(), logging.getLogger("bffproxy")
+    saved_root, saved_bff, saved_stderr = root.handlers[:], bff.handlers[:], sys.stderr
+    root.handlers, bff.handlers = [], []
+    sys.stderr = stream = io.StringIO()
+    try:
+        yield stream
+    finally:
+        sys.stderr = saved_stderr
+        root.handlers, bff.handlers = saved_root, saved_bff
+        bff.propagate = True
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def assert_one_line_per_record(stream: io.StringIO) -> None:
+    """Every physical line of bffproxy's log starts a record: nothing was forged."""
+    assert lines(stream), "nothing was logged"
+    for line in lines(stream):
+        assert RECORD_START.match(line), line
+
+
+# -- the escaping ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("plain text, 'quotes' and unicode: é ✓", "plain text, 'quotes' and unicode: é ✓"),
+        ("a\nb\r\nc\td", "a\\nb\\r\\nc\\td"),
+        ("\x00\x1b\x7f\x85\x9b", "\\x00\\x1b\\x7f\\x85\\x9b"),
+        ("line\u2028para\u2029", "line\\u2028para\\u2029"),
+    ],
+)
+def test_control_characters_are_escaped_repr_style(text: str, escaped: str) -> None:
+    assert escape_controls(text) == escaped
+
+
+def test_a_traceback_stays_on_the_records_line() -> None:
+    logger = logging.Logger("bffproxy.example")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    try:
+        raise RuntimeError(FORGED)
+    except RuntimeError:
+        logger.exception("failed on %s", FORGED)
+    [line] = lines(stream)
+    assert line.startswith(f"ERROR failed on {ESCAPED}\\nTraceback (most recent call last):\\n")
+    assert line.endswith(f"RuntimeError: {ESCAPED}")
+
+
+# -- hostile values through real code paths ----------------------------------------------------
+
+
+@pytest.fixture
+def hostile_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "WEBHOOK_SECRET": "webhook-secret", "STRAPI_JWT_SECRET": "s" * 32}
+
+
+def test_a_hostile_path_is_a_404_and_forges_no_line(
+    hostile_config: dict[str, Any], strapi: responses.RequestsMock
+) -> None:
+    with owned_logging() as stream:
+        client = create_app(hostile_config).test_client()
+        response = client.get("/api/articles/x%0aFAKE-LINE%20ERROR?filters[$and]=1")
+        assert response.status_code == 404
+    assert not any(line.startswith("FAKE") for line in lines(stream))
+    assert all(RECORD_START.match(line) for line in lines(stream))
+
+
+def test_a_path_strapi_fails_on_is_logged_on_one_line(hostile_config: dict[str, Any]) -> None:
+    """The Strapi client logs the path of a failed call: a decoded line break stays escaped."""
+    with owned_logging() as stream, responses.RequestsMock() as strapi:
+        app = create_app(hostile_config)
+        strapi.get(re.compile(f"{STRAPI}/api/articles/.*"), status=500)
+        with app.test_request_context("/api/articles"):
+            app.preprocess_request()  # resolves the tenant, as for any request
+            with pytest.raises(UpstreamError):
+                current_tenant().strapi.request("GET", f"api/articles/{FORGED}")
+    assert_one_line_per_record(stream)
+    assert f"strapi GET api/articles/{ESCAPED} answered 500" in stream.getvalue()
+
+
+def test_a_webhook_with_a_hostile_model_and_event_is_logged_on_one_line(
+    hostile_config: dict[str, Any],
+) -> None:
+    with owned_logging() as stream:
+        client = create_app(hostile_config).test_client()
+        body = {"event": "entry.update", "model": FORGED, "entry": {"documentId": "abc"}}
+        response = client.post("/webhooks/strapi", json=body, headers={"X-Webhook-Secret": "webhook-secret"})
+        assert response.status_code == 202
+        body = {"event": FORGED, "model": "article", "entry": {"documentId": "abc"}}
+        client.post("/webhooks/strapi", json=body, headers={"X-Webhook-Secret": "webhook-secret"})
+    assert_one_line_per_record(stream)
+    assert f"webhook entry.update {ESCAPED} abc" in stream.getvalue()
+
+
+def test_a_hostile_request_id_and_bad_token_never_reach_the_log(
+    hostile_config: dict[str, Any], strapi: responses.RequestsMock
+) -> None:
+    """An unhandled error logs the request id: a hostile X-Request-ID is replaced, never quoted."""
+    with owned_logging() as stream:
+        app = create_app(hostile_config)
+
+        @app.get("/boom")
+        def boom() -> None:
+            raise RuntimeError(f"built from client input: {FORGED}")
+
+        client = app.test_client()
+        environ = {"HTTP_X_REQUEST_ID": "abc\nFAKE-LINE", "HTTP_AUTHORIZATION": "Bearer \x1b[2J\nFAKE"}
+        assert client.get("/api/articles", environ_overrides=environ).status_code == 401
+        response = client.get("/boom", environ_overrides={"HTTP_X_REQUEST_ID": "abc\n"})
+        assert response.status_code == 500
+    assert response.headers["X-Request-ID"] != "abc\n"
+    assert_one_line_per_record(stream)
+    [record] = lines(stream)
+    assert f"unhandled error on request {response.headers['X-Request-ID']}\\n" in record
+    assert f"RuntimeError: built from client input: {ESCAPED}" in record
+
+
+# -- each record once --------------------------------------------------------------------------
+
+
+def test_after_cachelibs_first_warning_each_record_is_written_once(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """cachelib warns with ``logging.warning()``, which gives the root logger a handler of its own."""
+    cache = FileSystemCache(str(tmp_path / "cachelib"))
+    Path(cache._get_filename("broken")).write_bytes(b"\x00")  # too short for cachelib's header
+    with owned_logging() as stream:
+        create_app(config)
+        assert cache.get("broken") is None  # cachelib logs its warning on the root logger
+        assert logging.getLogger().handlers, "cachelib's warning no longer configures the root logger"
+        logging.getLogger("bffproxy.content").warning("one record")
+        logging.getLogger("bffproxy").error("another record")
+    assert sum("one record" in line for line in lines(stream)) == 1
+    assert sum("another record" in line for line in lines(stream)) == 1
+
+
+def test_building_more_apps_adds_no_second_handler(config: dict[str, Any]) -> None:
+    with owned_logging() as stream:
+        create_app(config)
+        create_app(config)
+        logging.getLogger("bffproxy.auth").warning("once")
+    assert sum(line.endswith("once") for line in lines(stream)) == 1
+
+
+def test_logging_the_operator_configured_is_left_alone(config: dict[str, Any]) -> None:
+    with owned_logging():
+        operator = logging.StreamHandler(io.StringIO())
+        logging.getLogger().addHandler(operator)
+        create_app(config)
+        assert logging.getLogger("bffproxy").handlers == []
+        assert logging.getLogger("bffproxy").propagate
