@@ -22,8 +22,14 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+import jwt as pyjwt
 from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from flask_jwt_extended import decode_token
+from flask_jwt_extended.exceptions import (
+    InvalidHeaderError,
+    NoAuthorizationError,
+    UserClaimsVerificationError,
+)
 from jwt.warnings import InsecureKeyLengthWarning
 
 from . import policies
@@ -44,7 +50,7 @@ INVALID_TOKEN_CHALLENGE = f'{WWW_AUTHENTICATE}, error="invalid_token"'
 # What the role cache holds for a user Strapi says does not exist (see resolve_identity).
 GONE: dict[str, Any] = {"gone": True}
 _UNSET = object()
-_USER_ID = re.compile(r"^[0-9]{1,18}$")  # Strapi user ids are row ids; they go into a URL path
+_USER_ID = re.compile(r"[0-9]{1,18}")  # Strapi user ids are row ids (fullmatch); they go into a URL path
 
 
 @dataclass(frozen=True)
@@ -110,11 +116,6 @@ def _expired_token(header: dict[str, Any], claims: dict[str, Any]) -> Response:
     return _unauthorized("token_expired", "The bearer token has expired; sign in again.")
 
 
-@jwt.token_verification_loader
-def _identifies_a_user(header: dict[str, Any], claims: dict[str, Any]) -> bool:
-    return user_id_of(claims) is not None
-
-
 @jwt.token_verification_failed_loader
 def _no_user_in_token(header: dict[str, Any], claims: dict[str, Any]) -> Response:
     return _unauthorized("invalid_token", "The bearer token does not identify a Strapi user.")
@@ -131,13 +132,45 @@ def _unknown_user(header: dict[str, Any], claims: dict[str, Any]) -> Response:
 
 
 def user_id_of(claims: dict[str, Any]) -> str | None:
-    """The user id of either Strapi token shape: legacy ``id`` (number) or ``userId`` (string)."""
-    legacy, current = claims.get("id"), claims.get("userId")
+    """The user id of either Strapi token shape, as Strapi reads them; None for any other token.
+
+    Legacy mode: ``id`` (a number), with no ``type`` or ``"access"``. Refresh mode: ``userId`` (a
+    string) and ``type: "access"`` exactly, as the SessionManager's ``validateAccessToken`` demands.
+    ``claims`` are the token's own: flask-jwt-extended fills in a missing ``type`` as "access".
+    """
+    legacy, current, kind = claims.get("id"), claims.get("userId"), claims.get("type")
     if isinstance(legacy, int) and not isinstance(legacy, bool) and legacy > 0:
-        return str(legacy)
-    if isinstance(current, str) and _USER_ID.match(current):
+        return str(legacy) if kind in (None, "access") else None
+    if isinstance(current, str) and _USER_ID.fullmatch(current) and kind == "access":
         return current
     return None
+
+
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization`` value, read as Strapi reads it: two words, any case of Bearer."""
+    parts = header.split()
+    if not parts or parts[0].lower() != "bearer":
+        raise NoAuthorizationError("Missing 'Bearer' type in the 'Authorization' header")
+    if len(parts) != 2:
+        raise InvalidHeaderError("Bad 'Authorization' header: expected 'Bearer <JWT>'")
+    return parts[1]
+
+
+def verified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token flask-jwt-extended verified, refused (401) unless Strapi would take it.
+
+    PyJWT takes ``"exp": "9999999999"``; Strapi's jsonwebtoken wants JSON numbers for its times.
+    Every failure raises an error whose JWTManager loader above answers 401.
+    """
+    decoded = decode_token(token)  # signature, algorithm, exp (required), nbf, iat, leeway
+    claims: dict[str, Any] = pyjwt.decode(token, options={"verify_signature": False})
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise pyjwt.InvalidTokenError(f"the {name} claim must be a number")
+    if user_id_of(claims) is None:
+        raise UserClaimsVerificationError("no Strapi user", {}, decoded)
+    return claims
 
 
 # -- who is calling ------------------------------------------------------------------------------
@@ -159,10 +192,10 @@ def _authenticate() -> Identity | None:
         return None
     if not current_app.config["STRAPI_JWT_SECRET"]:
         raise AuthNotConfigured()
-    verify_jwt_in_request()  # raises; the loaders above answer 401
-    user_id = user_id_of(get_jwt())
-    assert user_id is not None  # the token verification loader refused the token otherwise
-    return resolve_identity(user_id, header.split(None, 1)[-1])
+    token = bearer_token(header)
+    user_id = user_id_of(verified_claims(token))
+    assert user_id is not None  # verified_claims refused the token otherwise
+    return resolve_identity(user_id, token)
 
 
 def resolve_identity(user_id: str, token: str) -> Identity:
@@ -371,7 +404,7 @@ def init_app(app: Flask) -> None:
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],  # never "none", never an algorithm the header picks
         JWT_TOKEN_LOCATION=["headers"],
-        JWT_HEADER_NAME="Authorization",
+        JWT_HEADER_NAME="Authorization",  # read by bearer_token(), any case of the scheme
         JWT_HEADER_TYPE="Bearer",
         # Strapi tokens have no "sub": require "exp" (all Strapi tokens carry it, and a token
         # without one must never be accepted) and read the user id in user_id_of().

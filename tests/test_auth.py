@@ -73,6 +73,19 @@ REJECTED = {
     "issued in the future": lambda: jwt.encode(
         {"id": 1, "iat": now() + 3600, "exp": now() + 7200}, SECRET, algorithm="HS256"
     ),
+    # Strapi's jsonwebtoken refuses an exp or nbf that is not a JSON number; PyJWT takes "9999999999".
+    "numeric-string exp": lambda: legacy_token(exp="9999999999"),
+    "numeric-string nbf": lambda: legacy_token(nbf=str(now() - 60)),
+    "numeric-string iat": lambda: legacy_token(iat=str(now())),
+    "boolean exp": lambda: legacy_token(exp=True),
+    "null exp": lambda: legacy_token(exp=None),
+    # Strapi's refresh mode accepts only {userId, type: "access"} tokens (SessionManager).
+    "userId without type": lambda: jwt.encode(
+        {"userId": "1", "sessionId": "abc123", "iat": now(), "exp": now() + 60}, SECRET, algorithm="HS256"
+    ),
+    "userId of another type": lambda: access_token(kind="Access"),
+    "userId with a trailing newline": lambda: access_token("1\n"),
+    "legacy id in a refresh token": lambda: legacy_token(type="refresh"),
 }
 
 
@@ -96,13 +109,44 @@ def test_expired_token_has_its_own_code(client: FlaskClient, strapi: responses.R
     assert response.get_json()["error"]["code"] == "token_expired"
 
 
-@pytest.mark.parametrize("header", ["Basic cmVhZGVyOnB3", "Bearer", "Token abc", "Bearer a b"])
+@pytest.mark.parametrize(
+    "header",
+    ["Basic cmVhZGVyOnB3", "Bearer", "Token abc", "Bearer a b", "Bearer a, Bearer b", "Bearerx abc"],
+)
 def test_other_authorization_headers_are_401(
     header: str, client: FlaskClient, strapi: responses.RequestsMock
 ) -> None:
     response = client.get("/api/articles", headers={"Authorization": header})
     assert response.status_code == 401
     assert len(strapi.calls) == 0
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer "])
+def test_the_bearer_scheme_is_case_insensitive_as_strapi_reads_it(
+    scheme: str, client: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    """RFC 9110 11.1: the scheme is case-insensitive; Strapi splits on whitespace and lower-cases it."""
+    serve_users(strapi)
+    response = client.get("/api/me", headers={"Authorization": f"{scheme} {legacy_token(2)}"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["role"] == "editor"
+
+
+def test_the_token_forwarded_to_strapi_is_the_bare_token(
+    config: dict[str, Any], strapi: responses.RequestsMock
+) -> None:
+    config["STRAPI_API_TOKEN"] = ""
+    token = access_token("1")
+    strapi.get(f"{STRAPI}/api/users/me", json=user_body("1"))
+    response = create_app(config).test_client().get("/api/me", headers={"Authorization": f"bearer   {token}"})
+    assert response.status_code == 200
+    assert strapi.calls[0].request.headers["Authorization"] == f"Bearer {token}"
+
+
+def test_float_times_are_numbers_and_accepted(client: FlaskClient, strapi: responses.RequestsMock) -> None:
+    serve_users(strapi)
+    token = legacy_token(exp=now() + 60.5, iat=now() - 0.5, nbf=now() - 1.5)
+    assert client.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_expiry_within_the_leeway_is_accepted(client: FlaskClient, strapi: responses.RequestsMock) -> None:
