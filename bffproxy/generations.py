@@ -7,15 +7,21 @@ entries. Concurrent first requests agree on one token: it is created under a sha
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cachelib import FileSystemCache
 
 from .single_flight import LockWait
 from .store import SharedStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
 
 # Finite on purpose: cachelib's FileSystemCache prunes never-expiring (0) files FIRST when full,
 # and Redis under a volatile-* policy only ever evicts keys that carry a TTL.
@@ -62,9 +68,23 @@ class StatValidatedReads:
 class Generations:
     """Current, created-once and replaced generation tokens in the shared store."""
 
-    def __init__(self, store: SharedStore, waiting: LockWait) -> None:
+    def __init__(
+        self,
+        store: SharedStore,
+        waiting: LockWait,
+        *,
+        retry_every: float = 1.0,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
         self.store = store
         self.waiting = waiting
+        # Invalidations the store refused: replayed before anything else, and until they land,
+        # the collections they cover are served around the cache (BYPASS) by this worker.
+        self.pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self._retry_every = retry_every
+        self._next_retry = 0.0
+        self._monotonic = monotonic
         # Read on every request: for the file store, only when their file changed.
         backend = store.backend
         self._reader = StatValidatedReads(backend) if isinstance(backend, FileSystemCache) else backend
@@ -75,8 +95,13 @@ class Generations:
         return f"gen:{tenant}", f"gen:{tenant}:{collection}"
 
     def current(self, tenant: str, collection: str) -> tuple[str, str]:
-        """The tenant's and the collection's current tokens (created when absent)."""
+        """The tenant's and the collection's current tokens (created when absent).
+
+        StoreUnavailable while an invalidation of either is still pending: the caller bypasses.
+        """
         keys = self.keys(tenant, collection)
+        if self.pending and self._still_pending(keys):
+            raise StoreUnavailable("an invalidation of this collection has not landed yet")
         values = list(self.store.call("get_many", *keys, reader=self._reader))
         for i, value in enumerate(values):
             if not isinstance(value, str):
@@ -97,7 +122,8 @@ class Generations:
         value = self._existing(key)
         if value is None:
             value = secrets.token_hex(8)
-            self.store.set(key, value, GENERATION_TIMEOUT)
+            if self.store.set(key, value, GENERATION_TIMEOUT) is False:
+                raise StoreUnavailable(f"the store refused to write generation {key}")
         return value
 
     def _existing(self, key: str) -> str | None:
@@ -106,10 +132,35 @@ class Generations:
         return value if isinstance(value, str) else None
 
     def _replace(self, key: str) -> None:
-        """Give ``key`` a new random token; raise StoreUnavailable unless the store took it."""
-        stored = self.store.set(key, secrets.token_hex(8), GENERATION_TIMEOUT, must_land=True)
-        if stored is False:  # cachelib's FileSystemCache reports OS errors (disk full) this way
-            raise StoreUnavailable(f"the store refused to write {key}")
+        """Give ``key`` a new token, or at least delete it; else remember it and raise.
+
+        Deleting is as good as replacing (tokens are random: a new one is created on the next
+        read) and needs no free space, so a full disk still drops the collection's entries.
+        """
+        try:
+            if self.store.set(key, secrets.token_hex(8), GENERATION_TIMEOUT, must_land=True) is False:
+                log.error("the store refused to write generation %s; deleting it instead", key)
+                self.store.delete(key)
+        except StoreUnavailable:
+            with self._pending_lock:
+                self.pending.add(key)
+            log.error("invalidation of %s did not land; this worker bypasses the cache for it", key)
+            raise
+        with self._pending_lock:
+            self.pending.discard(key)
+
+    def _still_pending(self, keys: Iterable[str]) -> bool:
+        """Replay refused invalidations (at most every ``retry_every`` s); True if one of ``keys`` waits."""
+        now = self._monotonic()
+        if now >= self._next_retry:
+            self._next_retry = now + self._retry_every
+            for key in sorted(self.pending):
+                try:
+                    self._replace(key)
+                    log.warning("invalidation of %s landed after the store came back", key)
+                except StoreUnavailable:
+                    break
+        return any(key in self.pending for key in keys)
 
     def invalidate(self, tenant: str, collections: Iterable[str]) -> list[str]:
         """Replace the generation of each collection: all its entries are gone for everyone."""

@@ -333,14 +333,62 @@ def test_pruning_a_full_file_cache_keeps_generations(tmp_path: Path, clock: Fake
     assert cache.generations("default", "articles") == before
 
 
-def test_invalidation_fails_loudly_when_the_store_refuses_the_write(cache: ContentCache) -> None:
-    class RefusingStore(SimpleCache):
-        def set(self, *args: Any, **kwargs: Any) -> bool:
-            return False  # what FileSystemCache does on an OS error such as a full disk
+class FlakyStore(SimpleCache):
+    """A store whose writes can refuse (False, like a full disk) or fail (raise, like Redis down)."""
 
-    cache.store = RefusingStore()
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = "ok"  # "ok" | "refuse" | "raise"
+
+    def set(self, *args: Any, **kwargs: Any) -> bool:
+        if self.writes == "raise":
+            raise ConnectionError("store down")
+        return False if self.writes == "refuse" else bool(super().set(*args, **kwargs))
+
+    def delete(self, key: str) -> bool:
+        if self.writes == "raise":
+            raise ConnectionError("store down")
+        return bool(super().delete(key))
+
+
+def test_a_refused_generation_write_deletes_the_generation_instead(
+    cache: ContentCache, clock: FakeClock
+) -> None:
+    store = FlakyStore()
+    cache.store = store
+    cache.memory = None
+    load = CountingLoader(clock)
+    assert serve(cache, load).x_cache == "MISS"
+    store.writes = "refuse"  # a full disk: writes refused, deletes still work
+    assert cache.invalidate("default", ["articles"]) == ["articles"]
+    assert serve(cache, load).x_cache == "BYPASS"  # no generation can be created: around the cache
+    assert load.calls == 2  # the old entry was never served again
+
+
+def test_an_invalidation_that_did_not_land_bypasses_until_it_does(
+    cache: ContentCache, clock: FakeClock
+) -> None:
+    store = FlakyStore()
+    cache.store = store
+    cache.memory = None
+    cache._generations._retry_every = 0
+    load = CountingLoader(clock)
+    assert serve(cache, load).x_cache == "MISS"
+    categories = ("default", "categories", "api/categories?", POLICY, load)
+    assert cache.serve(*categories).x_cache == "MISS"
+    store.writes = "raise"  # the store is down for writes; its old entries are still readable
     with pytest.raises(StoreUnavailable):
         cache.invalidate("default", ["articles"])
+    cache.store._down_until = 0  # reads would be retried at once: the pending invalidation decides
+    assert serve(cache, load).x_cache == "BYPASS"
+    cache.store._down_until = 0
+    cache._generations._next_retry = float("inf")  # no replay attempt this time
+    assert cache.serve(*categories).x_cache == "HIT"  # only what was invalidated is bypassed
+    cache._generations._next_retry = 0
+    store.writes = "ok"
+    assert serve(cache, load).x_cache == "MISS"  # replayed first: the old entry is gone
+    assert serve(cache, load).x_cache == "HIT"
+    assert cache._generations.pending == set()
 
 
 def test_memory_tier_evicts_least_recently_used_by_bytes() -> None:
