@@ -56,7 +56,7 @@ _PROTOTYPE_NAMES = frozenset(
 _BRACKETS = re.compile(r"%5[bBdD]")
 _PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Printable ASCII: what a conforming client sends in a request target (RFC 3986).
-_RAW_QUERY = re.compile(r"^[\x21-\x7e]*$")
+_RAW_QUERY = re.compile(r"[\x21-\x7e]*")
 
 
 class InvalidParameter(BadRequest):
@@ -154,7 +154,7 @@ def _balanced_close(key: str, open_at: int) -> int:
 
 def split_pairs(query_string: str) -> list[tuple[str, str | None]]:
     """The raw query as qs splits it: (decoded key, decoded value or None), empty keys skipped."""
-    if not _RAW_QUERY.match(query_string):
+    if not _RAW_QUERY.fullmatch(query_string):
         raise InvalidParameter("The query string must be percent-encoded ASCII.", details={"param": None})
     pairs = []
     for part in _BRACKETS.sub(lambda m: "[" if m.group()[2] in "bB" else "]", query_string).split("&"):

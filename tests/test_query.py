@@ -75,7 +75,7 @@ def test_split_pairs_like_qs(query: str, pairs: list[tuple[str, str | None]]) ->
     assert split_pairs(query) == pairs
 
 
-@pytest.mark.parametrize("query", ["a=\x80", "a=b c", "a=é", "a=\x00"])
+@pytest.mark.parametrize("query", ["a=\x80", "a=b c", "a=é", "a=\x00", "a=b\n"])
 def test_raw_query_must_be_percent_encoded_ascii(query: str) -> None:
     with pytest.raises(InvalidParameter):
         split_pairs(query)

@@ -188,6 +188,30 @@ def test_a_body_of_exactly_the_limit_passes_nginx_and_bffproxy(front: Front, chu
     assert response.status_code == 202, response.text
 
 
+@pytest.mark.parametrize(
+    ("size", "status", "code"),
+    [(7000, 200, None), (7300, 414, "uri_too_long"), (9000, 414, "uri_too_long")],
+)
+def test_long_request_lines_get_json_from_nginx_never_gunicorns_html(
+    front: Front, size: int, status: int, code: str | None
+) -> None:
+    target = "/api/articles?filters[title][$eq]=" + "a" * (size - 40)
+    answer = requests.get(f"{front.url}{target}", timeout=30)
+    assert answer.status_code == status, answer.text[:200]
+    assert answer.headers["Content-Type"].startswith("application/json")
+    if code:
+        _envelope(answer, status, code)
+
+
+@pytest.mark.parametrize(("size", "status"), [(6000, 200), (7300, 400), (9000, 400)])
+def test_big_headers_get_json_from_nginx_never_gunicorns_html(front: Front, size: int, status: int) -> None:
+    answer = requests.get(f"{front.url}/api/articles", headers={"Cookie": "c=" + "x" * size}, timeout=30)
+    assert answer.status_code == status, answer.text[:200]
+    assert answer.headers["Content-Type"].startswith("application/json")
+    if status != 200:
+        _envelope(answer, 400, "header_too_large")
+
+
 def test_bffproxy_down_gives_502_json(front: Front) -> None:
     front.bff.stop()
     rid = f"down-{secrets.token_hex(6)}"
