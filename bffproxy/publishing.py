@@ -34,6 +34,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 
 from . import audit, idempotency, reconciliation, rules, strapi_admin
+from .admission import CircuitOpen, UpstreamBusy
 from .auth import current_identity, require_permission
 from .caching import StoreUnavailable
 from .content import forwarded_headers
@@ -281,8 +282,8 @@ def sent(collection: str, claim: Claim | None, send: Send) -> StrapiResponse:
 
 
 def never_sent(exc: ApiError) -> bool:
-    """True when the Strapi client knows the request never left (connection refused, connect timeout)."""
-    if isinstance(exc, AdminLoginFailed):
+    """True when the request never left: refused by admission, connection refused, connect timeout."""
+    if isinstance(exc, (AdminLoginFailed, CircuitOpen, UpstreamBusy)):
         return True
     return exc.__cause__ is not None and not exc.outcome_unknown
 

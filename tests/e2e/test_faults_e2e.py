@@ -446,14 +446,9 @@ def test_redis_killed_and_restarted_under_load(
     assert same_workers(bff) == workers
 
 
-# -- a defect found here -------------------------------------------------------------------------
+# -- a defect found here, fixed in publishing.never_sent -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: publishing.never_sent() reads a write refused by admission (circuit open or "
-    "bulkhead full, never sent) as 'outcome unknown': 503 outcome_unknown, key marked unknown",
-)
 def test_a_write_refused_before_sending_is_not_an_unknown_outcome(
     start_bff: Callable[..., Gunicorn], strapi_live: Strapi, editor: dict[str, str], soak_title: str
 ) -> None:
