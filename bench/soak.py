@@ -64,11 +64,8 @@ EXPECTED = {  # what each kind of request may answer while Strapi is healthy
     "me": {200},
     "private": {200},
 }
-# Load shedding the README documents: the bulkhead's 503 (retried). A keyed write the bulkhead
-# refuses comes back as 503 outcome_unknown although it was never sent (the defect
-# tests/e2e/test_faults_e2e.py::test_a_write_refused_before_sending_is_not_an_unknown_outcome
-# documents); its retry with the same key settles it, so it is counted here, not as unexpected.
-SHED = {(503, "upstream_busy"), (503, "outcome_unknown")}
+# Load shedding the README documents: the bulkhead's 503 (writes are retried with their key).
+SHED = {(503, "upstream_busy")}
 RSS_GROWTH = 0.10  # at most +10% per worker between the end of the warm-up and the end
 FD_SLACK = 16  # open descriptors a worker may hold beyond its warm-up count (client sockets come and go)
 WEBHOOK_LINE = re.compile(r'"POST /webhooks/strapi HTTP/1\.1" (\d{3}) ')

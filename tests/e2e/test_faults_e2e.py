@@ -33,6 +33,9 @@ from typing import Any
 import pytest
 import requests
 
+from bench.soak import delete_in_strapi
+from bench.soak import in_strapi as in_strapi_titled
+
 from .services import Gunicorn, RedisServer, Strapi, free_port, http_ok, wait_until
 from .test_publishing_e2e import POLICY, in_strapi, login
 
@@ -233,24 +236,7 @@ def soak_title(strapi_live: Strapi) -> Iterator[str]:
     """A title prefix for the documents a test writes; they are deleted in Strapi afterwards."""
     title = unique("E2E faults")
     yield title
-    for item in in_strapi_prefix(strapi_live, title):
-        requests.delete(
-            f"{strapi_live.url}/api/articles/{item['documentId']}",
-            headers={"Authorization": f"Bearer {strapi_live.api_token}"},
-            timeout=10,
-        )
-
-
-def in_strapi_prefix(strapi: Strapi, prefix: str) -> list[dict[str, Any]]:
-    """Every document (draft or published) whose title starts with ``prefix``, asked of Strapi."""
-    answer = strapi.get(
-        "api/articles",
-        token=strapi.api_token,
-        status="draft",
-        **{"filters[title][$startsWith]": prefix, "pagination[pageSize]": "100"},
-    )
-    assert answer.status_code == 200, answer.text
-    return list(answer.json()["data"])
+    delete_in_strapi(strapi_live, in_strapi_titled(strapi_live, title))
 
 
 # -- Strapi killed mid-response ----------------------------------------------------------------
@@ -426,23 +412,22 @@ def test_redis_killed_and_restarted_under_load(
     documented = {("write", 503, "idempotency_unavailable")} | {
         (kind, 503, "upstream_busy") for kind in ("cached", "uncached", "write")
     }
-    # A keyed write the bulkhead refuses is answered 503 "outcome_unknown" although it was never
-    # sent: the defect test_a_write_refused_before_sending_is_not_an_unknown_outcome documents.
-    documented.add(("write", 503, "outcome_unknown"))
     assert set(fivexx) <= documented, fivexx
     outage_reads = [status for kind, status, _, _ in phases["outage"].elements() if kind != "write"]
     assert outage_reads.count(200) > len(outage_reads) / 2  # answers continue through the outage
     assert {status for kind, status, _, _ in everything if kind != "write"} <= {200, 503}
-    assert {status for kind, status, _, _ in phases["after"].elements()} <= {200, 201}
+    after_statuses = Counter(status for _, status, _, _ in phases["after"].elements())
+    assert set(after_statuses) <= {200, 201, 503} and after_statuses[503] <= after_statuses[200] / 10
     outage_hits = phases["outage"].elements()
     assert {cache for kind, status, cache, _ in outage_hits if kind == "cached" and status == 200} <= {
         "BYPASS",
         "HIT",  # a worker's memory tier keeps answering a hit it holds until Redis is asked
+        "MISS",  # a read that began just before the kill, or before its worker saw the fault
     }
     after = Counter(cache for kind, _, cache, _ in phases["after"].elements() if kind == "cached")
     assert set(after) <= {"HIT", "MISS"} and after["HIT"] > after["MISS"]  # writes invalidate: MISS
     assert {status for kind, status, _, _ in everything if kind == "write"} <= {201, 503}
-    assert sorted(item["documentId"] for item in in_strapi_prefix(strapi_live, soak_title)) == sorted(created)
+    assert sorted(item["documentId"] for item in in_strapi_titled(strapi_live, soak_title)) == sorted(created)
     assert same_workers(bff) == workers
 
 
