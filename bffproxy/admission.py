@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from flask import Flask
 
 from .caching import content_cache
-from .errors import UpstreamTimeout, UpstreamUnavailable
+from .errors import UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from .settings import ConfigError, as_number, env_name
 from .single_flight import shared_locks
 from .store import StoreUnavailable
@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], float]
-
-
-class UpstreamBusy(UpstreamUnavailable):
-    status, code, message = 503, "upstream_busy", "Too many requests are waiting for Strapi."
 
 
 class CircuitOpen(UpstreamUnavailable):
@@ -170,6 +166,16 @@ class Admission:
             if probe is not None:
                 probe.release()
 
+    def waiting_place(self) -> _WaitingPlace | None:
+        """One of the worker's waiting places (shared with callers queued for a slot), or None.
+
+        A single-flight waiter that holds one may watch another's fetch of its key for as long as a
+        Strapi call can take; without one it only waits while that fetch is young (single_flight.py).
+        """
+        if self._waiting.acquire(blocking=False):
+            return _WaitingPlace(self._waiting)
+        return None
+
     def _take_slot(self, *, queue: bool) -> bool:
         """A slot now, or after a short wait if few others wait too (never while Strapi fails)."""
         if self._slots.acquire(blocking=False):
@@ -221,6 +227,17 @@ class Admission:
             log.warning("circuit for tenant %s closed: Strapi answers again", self.tenant)
         if failures or opened_at is not None:
             self.state.write(0, None)
+
+
+class _WaitingPlace:
+    """A held waiting place; released once."""
+
+    def __init__(self, semaphore: Any) -> None:
+        self._semaphore = semaphore
+
+    def release(self) -> None:
+        """Give the place back."""
+        self._semaphore.release()
 
 
 class _Full:

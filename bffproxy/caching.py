@@ -40,6 +40,7 @@ from .single_flight import (
     LockWait,
     RedisFlightLocks,
     SingleFlight,
+    WaitingPlaces,
     shared_locks,
 )
 from .store import SharedStore, StoreUnavailable, redis_client
@@ -179,6 +180,7 @@ class ContentCache:
         *,
         clock: Clock = time.time,
         lock_wait: float = 15.0,
+        coalesce_wait: float = 1.0,
         poll_interval: float = 0.01,
         retry_store_after: float = 5.0,
         memory_bytes: int = 0,
@@ -187,6 +189,7 @@ class ContentCache:
         self.locks = locks
         self.clock = clock
         self.lock_wait = lock_wait
+        self.coalesce_wait = coalesce_wait
         self.poll_interval = poll_interval
         self.retry_store_after = retry_store_after
         self.memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
@@ -205,7 +208,7 @@ class ContentCache:
         """Use ``store`` (a SharedStore, or a cachelib backend to wrap in one) for every piece."""
         self._store: SharedStore = self._shared(store)
         self.waiting = LockWait(self.locks, self.lock_wait, self.poll_interval)
-        self.flights = SingleFlight(self._store, self.waiting)
+        self.flights = SingleFlight(self._store, self.waiting, self.coalesce_wait, self.clock)
         self.generation_store = self._store
 
     @property
@@ -275,8 +278,20 @@ class ContentCache:
 
     # -- serving ------------------------------------------------------------------------------
 
-    def serve(self, tenant: str, collection: str, signature: str, policy: Freshness, load: Loader) -> Served:
-        """Answer from the cache when allowed, else fetch once (single-flight) and store."""
+    def serve(
+        self,
+        tenant: str,
+        collection: str,
+        signature: str,
+        policy: Freshness,
+        load: Loader,
+        places: WaitingPlaces | None = None,
+    ) -> Served:
+        """Answer from the cache when allowed, else fetch once (single-flight) and store.
+
+        ``places`` gives out the worker's waiting places for this tenant (admission.py): a request
+        that must wait for another's fetch without one only waits while that fetch is young.
+        """
         located = self._locate(tenant, collection, signature, policy)
         if located is None:  # caching off for this collection, or the store is down
             return Served(load(), "BYPASS")
@@ -289,7 +304,7 @@ class ContentCache:
                 return Served(entry, "STALE")
         try:
             return self.flights.run(
-                key, lambda: self._load_and_store(key, policy, load), self._settled(key, policy)
+                key, lambda: self._load_and_store(key, policy, load), self._settled(key, policy), places
             )
         except UPSTREAM_FAILURES:
             if entry is not None and policy.may_serve_on_error(entry, self.clock()):
@@ -378,6 +393,7 @@ def _configure(app: Flask) -> None:
     config.setdefault("STALE_WHILE_REVALIDATE", 30)
     config.setdefault("STALE_IF_ERROR", 3600)
     config.setdefault("CACHE_LOCK_WAIT", 0)
+    config.setdefault("CACHE_COALESCE_WAIT", 1.0)
     config.setdefault("CACHE_CONTROL", {})
     config.setdefault("CLIENT_MAX_AGE", 0)
     config.setdefault("CACHE_MEMORY_MB", 32)
@@ -388,6 +404,7 @@ def _configure(app: Flask) -> None:
         "CACHE_MEMORY_MB",
     ):
         config[key] = as_number(config, key, int, minimum=0)
+    config["CACHE_COALESCE_WAIT"] = as_number(config, "CACHE_COALESCE_WAIT", float, minimum=0)
     wait = as_number(config, "CACHE_LOCK_WAIT", float, minimum=0)
     # A waiter never waits longer than one full Strapi call could take, plus a margin.
     config["CACHE_LOCK_WAIT"] = wait or config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 1
@@ -415,6 +432,7 @@ def init_app(app: Flask) -> None:
         app.extensions["bffproxy.store"],
         shared_locks(app, "locks"),
         lock_wait=app.config["CACHE_LOCK_WAIT"],
+        coalesce_wait=app.config["CACHE_COALESCE_WAIT"],
         memory_bytes=app.config["CACHE_MEMORY_MB"] * 1024 * 1024,
         generation_store=app.extensions["bffproxy.generations"],
     )

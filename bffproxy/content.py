@@ -114,7 +114,8 @@ def serve_read(route: ReadRoute) -> Response:
     headers = forwarded_headers()
     load = loader(tenant.strapi, route, headers, cache)
     signature = route.signature(headers.get(RESPONSE_FORMAT_HEADER))
-    served = cache.serve(tenant.name, collection, signature, freshness_for(collection), load)
+    policy = freshness_for(collection)
+    served = cache.serve(tenant.name, collection, signature, policy, load, tenant.strapi.waiting_place)
     return cached_response(served, collection, cache)
 
 
@@ -133,7 +134,7 @@ def serve_signed_in_read(identity: Identity, route: ReadRoute) -> Response:
         signature = f"role={identity.role};drafts={int(route.drafts)}|"
         signature += route.signature(headers.get(RESPONSE_FORMAT_HEADER))
         policy = Freshness(freshness_for(collection).ttl, 0, 0)
-        served = content_cache().serve(tenant.name, collection, signature, policy, load)
+        served = content_cache().serve(tenant.name, collection, signature, policy, load, client.waiting_place)
     else:
         served = Served(load(), "BYPASS")
     response = cached_response(served, collection)

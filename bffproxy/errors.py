@@ -89,6 +89,12 @@ class UpstreamUnavailable(ApiError):
     status, code, message = 502, "upstream_unavailable", "Strapi is unavailable."
 
 
+class UpstreamBusy(UpstreamUnavailable):
+    """Strapi is slow: the calls a worker may run or wait for are all taken (never sent)."""
+
+    status, code, message = 503, "upstream_busy", "Too many requests are waiting for Strapi."
+
+
 class ServiceUnavailable(ApiError):
     status, code, message = 503, "not_ready", "The service is not ready."
 

@@ -34,11 +34,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 
 from . import audit, idempotency, reconciliation, rules, strapi_admin
-from .admission import CircuitOpen, UpstreamBusy
+from .admission import CircuitOpen
 from .auth import current_identity, require_permission
 from .caching import StoreUnavailable
 from .content import forwarded_headers
-from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
+from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType, UpstreamBusy
 from .idempotency import Claim, StoredAnswer, idempotency_store
 from .invalidation import invalidate_collection
 from .reads import is_document_id

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import secrets
 import time
@@ -22,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 from flask import Flask
 from redis.exceptions import LockError, RedisError
 
-from .errors import ApiError
+from .errors import ApiError, UpstreamBusy
 from .freshness import Entry, Served
 from .store import SharedStore, StoreUnavailable, redis_client
 
@@ -159,34 +160,115 @@ class LockWait:
         return None
 
 
+class Releasable(Protocol):
+    """Something held that is given back once."""
+
+    def release(self) -> None:
+        """Give it back."""
+
+
+WaitingPlaces = Callable[[], Releasable | None]
+
+
+@dataclass(frozen=True)
+class Fetching:
+    """What a holder publishes under ``flight:<key>`` while its fetch runs: when it started."""
+
+    started: float
+
+
+class FlightBusy(UpstreamBusy):
+    """A waiter stopped watching a fetch that took too long: Strapi is slow (503 + Retry-After)."""
+
+    message = "The same request is already waiting for Strapi, which is slow to answer."
+
+
+class _Watcher:
+    """One waiter's view of another's fetch: how long it may keep a thread waiting for it.
+
+    Waiting costs a thread a cache hit could use. A waiter that holds one of the worker's waiting
+    places (shared with callers queued for a Strapi slot, see admission.py) watches for up to the
+    lock wait; any other waits only while the holder's fetch is younger than ``brief``: a healthy
+    Strapi answers within it (so a stampede on a cold key is still one fetch, everyone served), a
+    hung one does not, and then every further waiter answers at once (stale or 503) instead.
+    """
+
+    def __init__(self, flight: SingleFlight, key: str, places: WaitingPlaces | None) -> None:
+        self.flight, self.key, self.places = flight, key, places
+        self.seen = flight.token(key)
+        self.started = flight.clock()  # the holder's start, until its Fetching record is seen
+        self.place: Releasable | None = None
+        self.patient = places is None  # no gate (internal callers): the lock wait bounds it
+        self.asked = False
+
+    def watch(self, settled: Settled) -> Served | None:
+        """What the holder left, if it finished; raise FlightBusy when waiting longer is not allowed."""
+        done = settled()
+        if done is not None:
+            return done
+        token, outcome = self.flight.record(self.key)
+        if isinstance(outcome, Fetching):
+            self.started = min(self.started, outcome.started)
+        elif token is not None and token != self.seen:
+            return self.flight.served_from(outcome)
+        if not self.patient and not self.asked:
+            self.asked = True
+            self.place = self.places() if self.places is not None else None
+            self.patient = self.place is not None
+        if not self.patient and self.flight.clock() - self.started >= self.flight.brief:
+            raise FlightBusy(headers={"Retry-After": "1"})
+        return None
+
+    def release(self) -> None:
+        """Give the waiting place back, if one was taken."""
+        if self.place is not None:
+            self.place.release()
+            self.place = None
+
+
 class SingleFlight:
     """Runs a fetch under the key's lock; waiters take the holder's result, bounded by the wait."""
 
-    def __init__(self, store: SharedStore, waiting: LockWait) -> None:
+    def __init__(
+        self,
+        store: SharedStore,
+        waiting: LockWait,
+        brief: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.waiting = waiting
+        self.brief = brief
+        self.clock = clock
 
-    def run(self, key: str, fetch: Fetch, settled: Settled) -> Served:
-        """Fetch once for everyone; ``settled`` says whether another holder already stored it."""
-        seen = self._token(key)
+    def run(self, key: str, fetch: Fetch, settled: Settled, places: WaitingPlaces | None = None) -> Served:
+        """Fetch once for everyone; ``settled`` says whether another holder already stored it.
+
+        A waiter whose wait runs out (or, without a waiting place, whose holder is slow) gets
+        FlightBusy: it never fetches itself, which would hold its thread for a whole Strapi call.
+        """
+        watcher = _Watcher(self, key, places)
         try:
             served = self.waiting.hold_or_watch(
                 key,
-                lambda: self._as_holder(key, fetch, settled, seen),
-                lambda: settled() or self._outcome_since(key, seen),
+                lambda: self._as_holder(key, fetch, settled, watcher.seen),
+                lambda: watcher.watch(settled),
             )
         except StoreUnavailable:
-            served = None  # no locks: fetch without single-flight
-        if served is not None:
-            return served
-        log.warning("single-flight wait for %s ran out; fetching directly", key)
-        return Served(fetch(), "MISS")
+            return Served(fetch(), "MISS")  # no locks: fetch without single-flight
+        finally:
+            watcher.release()
+        if served is None:
+            log.warning("single-flight wait for %s ran out: Strapi is slow", key)
+            raise FlightBusy(headers={"Retry-After": "1"})
+        return served
 
     def _as_holder(self, key: str, fetch: Fetch, settled: Settled, seen: str | None) -> Served:
         """As the lock holder: re-check (a previous holder may have just stored it), then fetch."""
         shared = settled() or self._outcome_since(key, seen)
         if shared is not None:
             return shared
+        self._publish(key, Fetching(self.clock()), self.waiting.wait)  # so waiters know its age
         try:
             return Served(fetch(), "MISS")
         except ApiError as exc:
@@ -197,29 +279,35 @@ class SingleFlight:
         """Publish a non-cacheable answer to the waiters of this flight for a few seconds."""
         self._publish(key, entry.as_tuple())
 
-    def _publish(self, key: str, outcome: Any) -> None:
+    def _publish(self, key: str, outcome: Any, timeout: float = SHARED_OUTCOME_TIMEOUT) -> None:
         with contextlib.suppress(StoreUnavailable):  # waiters then fetch once the lock is free
-            self.store.set(f"flight:{key}", (secrets.token_hex(8), outcome), SHARED_OUTCOME_TIMEOUT)
+            self.store.set(f"flight:{key}", (secrets.token_hex(8), outcome), math.ceil(timeout))
 
-    def _outcome(self, key: str) -> tuple[str, Any] | None:
-        """The (token, outcome) a finished fetch of ``key`` left for its waiters, if any."""
+    def record(self, key: str) -> tuple[str | None, Any]:
+        """The (token, outcome) last published for ``key`` (a Fetching while one runs), or (None, None)."""
         try:
             outcome = self.store.get(f"flight:{key}")
         except StoreUnavailable:
-            return None
-        return outcome if isinstance(outcome, tuple) and len(outcome) == 2 else None
+            return None, None
+        return outcome if isinstance(outcome, tuple) and len(outcome) == 2 else (None, None)
 
-    def _token(self, key: str) -> str | None:
-        """The token of the last shared outcome, so a waiter only accepts a newer one."""
-        outcome = self._outcome(key)
-        return outcome[0] if outcome else None
+    def token(self, key: str) -> str | None:
+        """The token of the last record, so a waiter only accepts a newer outcome."""
+        return self.record(key)[0]
 
     def _outcome_since(self, key: str, seen: str | None) -> Served | None:
         """The outcome of a fetch that finished after we started waiting (a failure is raised)."""
-        outcome = self._outcome(key)
-        if outcome is None or outcome[0] == seen:
+        token, outcome = self.record(key)
+        if token is None or token == seen:
             return None
-        if isinstance(outcome[1], ApiError):
-            raise outcome[1]
-        shared = Entry.from_stored(outcome[1])
+        return self.served_from(outcome)
+
+    @staticmethod
+    def served_from(outcome: Any) -> Served | None:
+        """A finished fetch's outcome as an answer; a shared failure is raised, a running one is None."""
+        if isinstance(outcome, ApiError):
+            raise outcome
+        if isinstance(outcome, Fetching):
+            return None
+        shared = Entry.from_stored(outcome)
         return Served(shared, "MISS") if shared is not None else None

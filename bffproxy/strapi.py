@@ -44,6 +44,16 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NEVER_SENT = (requests.ConnectTimeout, NewConnectionError, ConnectTimeoutError)
 
 
+class _Ungated:
+    """The waiting place of a client without admission: there is always one."""
+
+    def release(self) -> None:
+        """Nothing was taken."""
+
+
+_NO_GATE = _Ungated()
+
+
 @dataclass(frozen=True)
 class StrapiResponse:
     """What Strapi answered: status, raw body and the headers worth keeping."""
@@ -148,6 +158,12 @@ class StrapiClient:
         if self.admission is None:
             return self._send(method, path, params, json_body, headers, timeout)
         return self.admission.call(lambda: self._send(method, path, params, json_body, headers, timeout))
+
+    def waiting_place(self) -> Any:
+        """A waiting place for a call to this Strapi (admission.py), or None when none is free."""
+        if self.admission is None:
+            return _NO_GATE
+        return self.admission.waiting_place()
 
     def _send(
         self,

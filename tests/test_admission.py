@@ -240,3 +240,24 @@ def test_only_max_waiting_callers_queue_the_rest_answer_at_once(clock: FakeClock
     with pytest.raises(UpstreamBusy):
         gate.call(lambda: None)
     assert slots.waits == [0.0]
+
+
+def test_a_single_flight_waiter_takes_the_same_waiting_place_as_a_queued_call(clock: FakeClock) -> None:
+    gate = admission(clock, queue_wait=0.25, max_waiting=1)
+    slots = RecordingSlots()
+    gate._slots = slots  # type: ignore[assignment]
+    place = gate.waiting_place()
+    assert place is not None
+    assert gate.waiting_place() is None  # one place per worker and tenant
+    with pytest.raises(UpstreamBusy):
+        gate.call(lambda: None)
+    assert slots.waits == [0.0]  # the place is taken: the call over the cap does not queue
+    place.release()
+    with pytest.raises(UpstreamBusy):
+        gate.call(lambda: None)
+    assert slots.waits == [0.0, 0.0, 0.25]  # given back: the next call may queue again
+    assert gate.waiting_place() is not None
+
+
+def test_no_waiting_places_when_max_waiting_is_zero(clock: FakeClock) -> None:
+    assert admission(clock, max_waiting=0).waiting_place() is None

@@ -26,6 +26,7 @@ from bffproxy.caching import (
     entry_size,
 )
 from bffproxy.errors import UpstreamTimeout, UpstreamUnavailable
+from bffproxy.single_flight import Fetching, FlightBusy
 from bffproxy.store import SharedStore
 
 from .conftest import FakeClock
@@ -269,18 +270,121 @@ def test_single_flight_waiters_share_a_failure(tmp_path: Path, clock: FakeClock)
     assert load.calls == 1
 
 
-def test_waiter_gives_up_after_lock_wait_and_fetches_itself(tmp_path: Path, clock: FakeClock) -> None:
+class Places:
+    """The worker's waiting places (admission.py) as a test sees them: how many, and who took one."""
+
+    def __init__(self, free: int) -> None:
+        self.free, self.taken, self.released = free, 0, 0
+
+    def __call__(self) -> Any:
+        if self.free == 0:
+            return None
+        self.free -= 1
+        self.taken += 1
+        return self
+
+    def release(self) -> None:
+        self.free += 1
+        self.released += 1
+
+
+def waiting_cache(tmp_path: Path, clock: FakeClock) -> tuple[ContentCache, FileFlightLocks]:
+    """A cache whose waiters move the fake clock by one poll (0.5 s) per look at the holder."""
     locks = FileFlightLocks(str(tmp_path / "locks"))
-    cache = ContentCache(SimpleCache(), locks, clock=clock, lock_wait=5, poll_interval=0.5)
-    cache.waiting.monotonic, cache.waiting.sleep = clock, clock.advance  # waiting moves the fake clock
-    held = locks.try_acquire(cache.key_for("default", "articles", "api/articles?"), 5)
-    assert held is not None  # a stuck holder
-    load = CountingLoader(clock)
-    started = clock()
-    assert serve(cache, load).x_cache == "MISS"
-    assert load.calls == 1
-    assert clock() - started == 5  # waited exactly lock_wait, in poll_interval steps
+    cache = ContentCache(SimpleCache(), locks, clock=clock, lock_wait=5, coalesce_wait=1, poll_interval=0.5)
+    cache.waiting.monotonic, cache.waiting.sleep = clock, clock.advance
+    return cache, locks
+
+
+def held_flight(cache: ContentCache, locks: FileFlightLocks, started: float | None) -> Any:
+    """Hold the key's lock as a holder in Strapi would; ``started``: the Fetching record it published."""
+    key = cache.key_for("default", "articles", "api/articles?")
+    held = locks.try_acquire(key, 5)
+    assert held is not None
+    if started is not None:
+        cache.store.set(f"flight:{key}", ("t1", Fetching(started)), 5)
+    return held
+
+
+def test_a_waiter_with_a_place_waits_the_lock_wait_then_answers_503_without_fetching(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cache, locks = waiting_cache(tmp_path, clock)
+    held = held_flight(cache, locks, started=clock())
+    load, places, started = CountingLoader(clock), Places(1), clock()
+    with pytest.raises(FlightBusy) as caught:
+        cache.serve("default", "articles", "api/articles?", POLICY, load, places)
+    assert clock() - started == 5  # the whole lock wait, in 0.5 s polls
+    assert load.calls == 0  # never a second fetch holding a thread for another whole Strapi call
+    assert (caught.value.status, caught.value.code, caught.value.headers) == (
+        503,
+        "upstream_busy",
+        {"Retry-After": "1"},
+    )
+    assert (places.taken, places.released) == (1, 1)
     held.release()
+
+
+def test_a_waiter_without_a_place_waits_only_while_the_holder_is_young(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cache, locks = waiting_cache(tmp_path, clock)
+    held = held_flight(cache, locks, started=clock())
+    load, started = CountingLoader(clock), clock()
+    with pytest.raises(FlightBusy):
+        cache.serve("default", "articles", "api/articles?", POLICY, load, Places(0))
+    assert clock() - started == 1  # coalesce_wait after the holder started
+    clock.advance(30)  # the holder has been in Strapi for half a minute: later waiters do not wait
+    started = clock()
+    with pytest.raises(FlightBusy):
+        cache.serve("default", "articles", "api/articles?", POLICY, load, Places(0))
+    assert clock() - started == 0.5  # one look at the holder's record
+    assert load.calls == 0
+    held.release()
+
+
+def test_a_waiter_that_may_not_wait_longer_gets_stale_content_where_there_is_some(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cache, locks = waiting_cache(tmp_path, clock)
+    load = CountingLoader(clock)
+    assert cache.serve("default", "articles", "api/articles?", POLICY, load).x_cache == "MISS"
+    clock.advance(75)  # past TTL + stale-while-revalidate, within stale-if-error
+    held = held_flight(cache, locks, started=None)  # no record seen: its age counts from our start
+    served = cache.serve("default", "articles", "api/articles?", POLICY, load, Places(0))
+    assert served.x_cache == "STALE"
+    assert load.calls == 1
+    held.release()
+
+
+def test_a_waiter_without_a_place_still_shares_a_healthy_holders_answer(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = FlightWatchingStore()
+    cache = ContentCache(store, FileFlightLocks(str(tmp_path / "locks")), clock=clock, lock_wait=5)
+    cache.key_for("default", "articles", "api/articles?")
+    load = CountingLoader(clock)
+    load.gate = threading.Event()
+    results: list[str] = []
+
+    def request() -> None:
+        results.append(cache.serve("default", "articles", "api/articles?", POLICY, load, Places(0)).x_cache)
+
+    threads = [threading.Thread(target=request) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    store.wait_for(6)
+    key = cache.key_for("default", "articles", "api/articles?")
+    for _ in range(1000):  # the holder publishes when it started, just before it calls Strapi
+        if isinstance(cache.flights.record(key)[1], Fetching):
+            break
+        threading.Event().wait(0.005)
+    assert cache.flights.record(key)[1] == Fetching(clock())
+    load.gate.set()  # Strapi answers within coalesce_wait (the fake clock never moved)
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == ["HIT"] * 5 + ["MISS"]
+    assert load.calls == 1
 
 
 def test_zero_ttl_bypasses_the_cache(cache: ContentCache, clock: FakeClock) -> None:

@@ -101,6 +101,7 @@ def test_timeouts_must_be_finite_numbers(
         "JWT_LEEWAY",
         "ROLE_CACHE_TTL",
         "CACHE_LOCK_WAIT",
+        "CACHE_COALESCE_WAIT",
         "IDEMPOTENCY_TTL",
         "SHARED_MAX_AGE",
     ],
