@@ -20,6 +20,7 @@ system-deps:
 
 install: $(VENV)/.installed system-deps
 	@bash strapi/strapi-install.sh
+	@bash strapi/client/install.sh
 
 run: install
 	@bash scripts/run-local.sh
