@@ -89,33 +89,58 @@ def policy_from_config(config: Mapping[str, Any]) -> AdmissionPolicy:
 
 
 class BreakerState:
-    """The breaker's shared record: consecutive failures and when it opened (None: closed)."""
+    """The breaker's shared record: consecutive failures (a counter) and when it opened (None: closed).
+
+    The count is one atomic increment in the store (diskcache's ``incr`` in a SQLite transaction,
+    Redis's INCR), so failures seen at once by several workers are all counted: a read-modify-write
+    would lose some and open the circuit late.
+    """
 
     def __init__(self, store: Any, key: str) -> None:
-        self.store = store  # a SharedStore (get/set raise StoreUnavailable), or None
-        self.key = key
+        self.store = store  # a SharedStore (calls raise StoreUnavailable), or None
+        self.failures_key, self.opened_key = f"{key}:failures", f"{key}:opened"
         self._local: tuple[int, float | None] = (0, None)
 
     def read(self) -> tuple[int, float | None]:
         """(failures, opened_at) from the shared store, else this worker's own record."""
-        if self.store is not None:
-            try:
-                value = self.store.get(self.key)
-            except Exception:  # the store's own boundary logged it; count locally meanwhile
-                return self._local
-            if isinstance(value, tuple) and len(value) == 2:
-                self._local = (int(value[0]), value[1])
-            elif value is None:
-                self._local = (0, None)
+        if self.store is None:
+            return self._local
+        try:
+            failures, opened_at = self.store.get_many(self.failures_key, self.opened_key)
+        except Exception:  # the store's own boundary logged it; count locally meanwhile
+            return self._local
+        self._local = (int(failures or 0), opened_at if isinstance(opened_at, float) else None)
         return self._local
 
-    def write(self, failures: int, opened_at: float | None) -> None:
-        """Record the new state for every worker (and this one, whatever the store does)."""
-        self._local = (failures, opened_at)
+    def count_failure(self) -> tuple[int, float | None]:
+        """Add one failure for every worker; (failures, opened_at) afterwards."""
+        local_failures, opened_at = self._local
         if self.store is not None:
-            # On a fault this worker still knows; the others count their own failures.
+            try:
+                failures = self.store.inc(self.failures_key)
+                return self._remember(failures, self.read()[1])
+            except Exception:  # on a fault this worker still counts its own
+                pass
+        return self._remember(local_failures + 1, opened_at)
+
+    def open(self, at: float) -> None:
+        """Mark the circuit open since ``at`` for every worker."""
+        self._local = (self._local[0], at)
+        if self.store is not None:
             with contextlib.suppress(Exception):
-                self.store.set(self.key, (failures, opened_at), 24 * 3600)
+                self.store.set(self.opened_key, at, 24 * 3600)
+
+    def close(self) -> None:
+        """Reset the count and close the circuit for every worker."""
+        self._local = (0, None)
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.delete(self.failures_key)
+                self.store.delete(self.opened_key)
+
+    def _remember(self, failures: int, opened_at: float | None) -> tuple[int, float | None]:
+        self._local = (failures, opened_at)
+        return self._local
 
 
 class Admission:
@@ -206,19 +231,18 @@ class Admission:
 
     def _failed(self, exc: Exception) -> None:
         """Count a connection failure or timeout; open (or re-open) the breaker at the limit."""
-        failures, opened_at = self.state.read()
-        failures += 1
-        if opened_at is not None or failures >= self.policy.failures:
-            if opened_at is None or opened_at + self.policy.reset <= self.clock():
-                log.error(
-                    "circuit for tenant %s opened after %d failures (%s); failing fast for %.0f s",
-                    self.tenant,
-                    failures,
-                    exc.__class__.__name__,
-                    self.policy.reset,
-                )
-            opened_at = self.clock()
-        self.state.write(failures, opened_at)
+        failures, opened_at = self.state.count_failure()
+        if opened_at is None and failures < self.policy.failures:
+            return
+        if opened_at is None or opened_at + self.policy.reset <= self.clock():
+            log.error(
+                "circuit for tenant %s opened after %d failures (%s); failing fast for %.0f s",
+                self.tenant,
+                failures,
+                exc.__class__.__name__,
+                self.policy.reset,
+            )
+        self.state.open(self.clock())
 
     def _succeeded(self) -> None:
         """Strapi answered: reset the count, close the breaker if it was open."""
@@ -226,7 +250,7 @@ class Admission:
         if opened_at is not None:
             log.warning("circuit for tenant %s closed: Strapi answers again", self.tenant)
         if failures or opened_at is not None:
-            self.state.write(0, None)
+            self.state.close()
 
 
 class _WaitingPlace:

@@ -99,6 +99,10 @@ class SharedStore:
             raise ValueError(f"{self.name} writes must expire: {key} has timeout {timeout}")
         return self.call("set", key, value, timeout, must_land=must_land)
 
+    def inc(self, key: str) -> int:
+        """Add one to the counter under ``key`` (0 when absent) in one atomic step; the new count."""
+        return int(self.call("inc", key))
+
     def probe(self) -> bool:
         """True when the store takes a write now; a store marked down is not retried before its time."""
         if self.is_down:

@@ -226,7 +226,7 @@ def test_callers_queue_briefly_while_strapi_is_healthy_and_not_at_all_while_it_f
     gate._slots = slots  # type: ignore[assignment]
     with pytest.raises(UpstreamBusy):
         gate.call(lambda: None)
-    gate.state.write(1, None)  # one timeout seen, circuit still closed
+    gate.state.count_failure()  # one timeout seen, circuit still closed
     with pytest.raises(UpstreamBusy):
         gate.call(lambda: None)
     assert slots.waits == [0.0, 0.25, 0.0]  # try, wait briefly; then only try
@@ -261,3 +261,25 @@ def test_a_single_flight_waiter_takes_the_same_waiting_place_as_a_queued_call(cl
 
 def test_no_waiting_places_when_max_waiting_is_zero(clock: FakeClock) -> None:
     assert admission(clock, max_waiting=0).waiting_place() is None
+
+
+def test_failures_seen_at_once_by_many_workers_are_all_counted(tmp_path: Any) -> None:
+    # With the read-modify-write this replaced, the same run counted fewer (lost updates).
+    from bffproxy.disk_store import DiskStore
+
+    def worker(results: list[int]) -> None:
+        store = SharedStore(DiskStore(str(tmp_path), size_limit=2**24))  # one per worker process
+        state = BreakerState(store, "breaker:default")
+        for _ in range(25):
+            state.count_failure()
+        results.append(1)
+
+    results: list[int] = []
+    threads = [threading.Thread(target=worker, args=(results,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 8
+    counted = BreakerState(SharedStore(DiskStore(str(tmp_path), size_limit=2**24)), "breaker:default").read()[0]
+    assert counted == 200
