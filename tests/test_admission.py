@@ -281,5 +281,5 @@ def test_failures_seen_at_once_by_many_workers_are_all_counted(tmp_path: Any) ->
     for thread in threads:
         thread.join(30)
     assert len(results) == 8
-    counted = BreakerState(SharedStore(DiskStore(str(tmp_path), size_limit=2**24)), "breaker:default").read()[0]
-    assert counted == 200
+    shared = SharedStore(DiskStore(str(tmp_path), size_limit=2**24))
+    assert BreakerState(shared, "breaker:default").read()[0] == 200
