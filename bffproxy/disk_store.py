@@ -47,6 +47,7 @@ class DiskStore(BaseCache):
         default_timeout: int = 300,
         cull_limit: int = CULL_LIMIT,
         timeout: float = BUSY_TIMEOUT,
+        evicts: bool = True,
     ) -> None:
         super().__init__(default_timeout)
         self.cache = diskcache.Cache(
@@ -54,7 +55,9 @@ class DiskStore(BaseCache):
             timeout=timeout,
             size_limit=size_limit,
             cull_limit=cull_limit,
-            eviction_policy="least-recently-stored",  # a hit costs a read, not a write
+            # Cache entries: least recently stored first (a hit costs a read, not a write). Records
+            # that must outlive any cache pressure (idempotency): never evicted, only expired.
+            eviction_policy="least-recently-stored" if evicts else "none",
             sqlite_cache_size=SQLITE_CACHE_PAGES,
         )
 

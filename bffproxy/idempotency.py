@@ -1,9 +1,10 @@
 """Idempotency-Key: a write sent twice is applied once, and a write whose outcome is unknown is
 reconciled with Strapi instead of being applied again.
 
-Each key has one record in the shared store (FileSystemCache shared by the workers of a machine, or
-Redis shared by every instance), for ``BFFPROXY_IDEMPOTENCY_TTL`` seconds (24 h), under a name
-derived from (tenant, user, key): two users or tenants never see each other's keys. A record is:
+Each key has one record in the records store (a SQLite DiskStore that never evicts, shared by the
+workers of a machine, or Redis shared by every instance), for ``BFFPROXY_IDEMPOTENCY_TTL`` seconds
+(24 h), under a name derived from (tenant, user, key): two users or tenants never see each
+other's keys. A record is:
 
 * ``in_flight`` -- claimed by one request that is talking to Strapi. A duplicate gets **409**
   (``Retry-After: 1``). The claim is a lease: while its write runs, the owner renews it from a

@@ -24,14 +24,14 @@ from typing import Any
 from cachelib import FileSystemCache
 from flask import Flask, current_app
 
-from .disk_store import flask_caching_factory
+from .disk_store import DiskStore, flask_caching_factory
 from .extensions import cache as flask_cache
 
 log = logging.getLogger(__name__)
 
-# Past this many idempotency records cachelib prunes the expired ones first, then the soonest to
-# expire: 100 000 records of a few hundred bytes each is far more keyed writes than a day holds.
-RECORDS_THRESHOLD = 100_000
+# Idempotency records are never evicted for size, only when they expire (BFFPROXY_IDEMPOTENCY_TTL):
+# each is a few hundred bytes, and a day of keyed writes is far less than any disk.
+RECORDS_SIZE_LIMIT = 2**62  # no size limit: records are only ever expired
 
 
 class StoreUnavailable(Exception):
@@ -226,14 +226,15 @@ def generations_store(app: Flask, store: SharedStore) -> SharedStore:
 def records_backend(app: Flask) -> Any:
     """Where idempotency records live: a key space no cache pruning or eviction reaches.
 
-    The file store gets its own directory and threshold (:data:`RECORDS_THRESHOLD`), so a full
-    cache never prunes a record; Redis gets :class:`RedisRecords`.
+    On one machine, a DiskStore of its own that never evicts (records only expire, and each write
+    deletes at most a few expired ones), so a write costs the same with 10 or 1,000,000 records;
+    with Redis, :class:`RedisRecords`.
     """
     config = app.config
     if config["REDIS_URL"]:
         return RedisRecords(redis_client(app), f"{config['CACHE_KEY_PREFIX']}records:")
-    directory = os.path.join(config["CACHE_DIR"], "idempotency")
-    return FileSystemCache(directory, threshold=RECORDS_THRESHOLD)
+    directory = os.path.join(config["CACHE_DIR"], "records")
+    return DiskStore(directory, size_limit=RECORDS_SIZE_LIMIT, evicts=False)
 
 
 def init_app(app: Flask) -> None:

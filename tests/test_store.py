@@ -167,7 +167,20 @@ def test_generations_and_records_live_apart_from_the_evicting_store(config: dict
     assert isinstance(cache.store.backend, DiskStore)
     assert isinstance(cache.generation_store.backend, FileSystemCache)  # stat-validated on hits
     assert cache.generation_store is app.extensions["bffproxy.generations"]
-    assert isinstance(app.extensions["bffproxy.records"].backend, FileSystemCache)
+    records = app.extensions["bffproxy.records"].backend
+    assert isinstance(records, DiskStore)
+    assert records.cache.directory != cache.store.backend.cache.directory
+
+
+@pytest.mark.parametrize("evicts", [True, False])
+def test_a_records_store_over_its_size_keeps_every_record_a_cache_store_evicts(
+    tmp_path: Path, evicts: bool
+) -> None:
+    store = DiskStore(str(tmp_path), size_limit=64 * 1024, evicts=evicts)
+    for n in range(200):  # 200 x 4 KiB: 12 times the size
+        store.set(f"r{n}", b"x" * 4096, 3600)
+    kept = sum(store.get(f"r{n}") is not None for n in range(200))
+    assert (kept == 200) is not evicts  # the cache store evicts to its size; records stay
 
 
 def test_a_full_store_keeps_generations_and_serves_what_it_holds(config: dict[str, Any]) -> None:
