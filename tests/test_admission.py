@@ -283,3 +283,35 @@ def test_failures_seen_at_once_by_many_workers_are_all_counted(tmp_path: Any) ->
     assert len(results) == 8
     shared = SharedStore(DiskStore(str(tmp_path), size_limit=2**24))
     assert BreakerState(shared, "breaker:default").read()[0] == 200
+
+
+class CountingState(BreakerState):
+    """The shared breaker record, counting every look at it."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store, "breaker:default")
+        self.looks = 0
+
+    def read(self) -> tuple[int, float | None]:
+        self.looks += 1
+        return super().read()
+
+
+@pytest.mark.parametrize("fast_hits", [True, False])
+def test_a_fresh_hit_never_looks_at_the_breaker_or_the_bulkhead(
+    config: dict[str, Any], strapi: responses.RequestsMock, fast_hits: bool
+) -> None:
+    # The issue's "breaker cost on the hit path <= 3%": zero, because hits never reach admission.
+    config["FAST_HITS"] = fast_hits  # the WSGI fast path, or Flask's view
+    app = create_app(config)
+    gate = app.extensions["bffproxy.tenants"].default.strapi.admission
+    gate.state = state = CountingState(gate.state.store)
+    client = app.test_client()
+    strapi.get(LIST, json=strapi_list("Kept"))
+    assert client.get("/api/articles").headers["X-Cache"] == "MISS"
+    looks = state.looks
+    assert looks > 0  # the miss went through admission
+    gate._slots = gate._waiting = None  # type: ignore[assignment]  # any use of the bulkhead fails
+    for _ in range(5):
+        assert client.get("/api/articles").headers["X-Cache"] == "HIT"
+    assert state.looks == looks
