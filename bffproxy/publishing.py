@@ -3,17 +3,26 @@
 Routes (all need the collection's ``write`` permission, see policies.py; all are forwarded with the
 server's API token, never the caller's):
 
-* ``POST /api/<collection>/publish`` -- the one-shot create-and-publish, flat body
+* ``POST /api/<collection>`` and ``PUT /api/<collection>/<documentId>`` -- Strapi's own REST
+  writes with Strapi's own semantics (checked on 5.54), so a client can switch its base URL from
+  Strapi to bffproxy: Strapi's ``{"data": {...}}`` body; without ``status`` (or with
+  ``status=published``) the create or the edit is published, with ``status=draft`` only the draft
+  is written (and that also needs the ``drafts`` permission, as the answer is the draft);
+  ``fields`` and ``populate`` shape the answer. The query is read by the read router's qs parser
+  and rules (reads.py) against :data:`WRITE_PARAMS`: anything else is 400 ``invalid_parameter``.
+  Strapi's answer (201 for a create, 200 for an edit, its body) is passed through.
+* ``POST /api/<collection>/publish`` -- bffproxy's one-shot create-and-publish, flat body
   (``{"title": ..., "content": ...}``; ``content`` is an alias of ``body``).
-* ``POST /api/<collection>`` -- create a draft, Strapi's own ``{"data": {...}}`` body.
-* ``PUT /api/<collection>/<documentId>`` -- edit the draft (``?status=draft``): the published
-  version, if any, is served unchanged until the next publish.
 * ``POST /api/<collection>/<documentId>/publish`` -- publish the draft (``PUT ?status=published``).
 * ``POST /api/<collection>/<documentId>/unpublish`` -- Strapi 5 has no REST unpublish, so this goes
   through the admin Content-Manager API (``POST /content-manager/collection-types/<uid>/<id>/actions/
   unpublish``) with an admin session (strapi_admin.py) opened with ``BFFPROXY_STRAPI_ADMIN_EMAIL`` and
   ``BFFPROXY_STRAPI_ADMIN_PASSWORD``; without them the route answers 501 and says so.
 * ``DELETE /api/<collection>/<documentId>`` -- delete the document (draft and published versions).
+
+bffproxy's own routes and DELETE take no query parameters (400 for any): Strapi ignores them on a
+delete or fails on ``status=draft`` (500), and a ``locale`` would delete one localization of content
+bffproxy does not model.
 
 Every write: body checks (415 not JSON, 400 malformed, 413 too large), schema validation (422 with a
 per-field list, schemas.py), business rules (rules.py), an optional ``Idempotency-Key``
@@ -35,13 +44,14 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from . import audit, idempotency, reconciliation, rules, strapi_admin
 from .admission import CircuitOpen
-from .auth import current_identity, require_permission
+from .auth import authorize, current_identity, require_permission
 from .caching import StoreUnavailable
 from .content import forwarded_headers
 from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType, UpstreamBusy
 from .idempotency import Claim, StoredAnswer, idempotency_store
 from .invalidation import invalidate_collection
-from .reads import is_document_id
+from .query import canonical, parse_query
+from .reads import NO_QUERY, WriteQuery, is_document_id, publication_status
 from .schemas import CollectionSpec, load_flat, load_wrapped, spec_for
 from .strapi import StrapiResponse
 from .strapi_admin import AdminLoginFailed, admin_session
@@ -51,14 +61,23 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("publishing", __name__)
 
+# Strapi 5's REST writes honour these query parameters (checked on 5.54): ``status`` picks draft or
+# published, ``fields`` and ``populate`` shape the answer. Strapi ignores filters, sort and
+# pagination on a write, and ``locale`` writes one localization of content bffproxy does not model
+# (its schemas and reconciliation know one version per document): those are refused.
+WRITE_PARAMS = frozenset({"status", "fields", "populate"})
+NO_PARAMS: frozenset[str] = frozenset()
+
 ACTIONS = {
     "publishing.create_and_publish": "create_publish",
-    "publishing.create_draft": "create_draft",
-    "publishing.update_draft": "update_draft",
+    "publishing.create_document": "create",
+    "publishing.update_document": "update",
     "publishing.publish": "publish",
     "publishing.unpublish": "unpublish",
     "publishing.delete": "delete",
 }
+# The audit's name for a Strapi-path write sent with ?status=draft (it touches the draft only).
+DRAFT_ACTIONS = {"create": "create_draft", "update": "update_draft"}
 
 
 class NoDraftAndPublish(BadRequest):
@@ -79,31 +98,35 @@ class OutcomeUnknown(ApiError):
 def create_and_publish(collection: str) -> Response:
     """Create a document and publish it in one call, from a flat body."""
     spec = writable(collection)
+    write_query(spec, NO_PARAMS)
     body = json_body()
     data = prepared(spec, load_flat(spec, body), "create")
-    return create(spec, body, data, publish=True)
+    return create(spec, body, data, NO_QUERY)
 
 
 @bp.post("/api/<collection>")
 @require_permission("write")
-def create_draft(collection: str) -> Response:
-    """Create a draft from Strapi's own ``{"data": {...}}`` body."""
+def create_document(collection: str) -> Response:
+    """Create as Strapi does: published, or only a draft with ``?status=draft``; 201 and the document."""
     spec = writable(collection)
+    query = write_query(spec)
     body = json_body()
     data = prepared(spec, load_wrapped(spec, body, partial=False), "create")
-    return create(spec, body, data, publish=False)
+    return create(spec, body, data, query)
 
 
 @bp.put("/api/<collection>/<document_id>")
 @require_permission("write")
-def update_draft(collection: str, document_id: str) -> Response:
-    """Edit the draft; the published version stays as it is until the next publish."""
+def update_document(collection: str, document_id: str) -> Response:
+    """Edit as Strapi does: the edit is published, or changes only the draft with ``?status=draft``."""
     spec = writable(collection, document_id)
+    query = write_query(spec)
     body = json_body()
     data = prepared(spec, load_wrapped(spec, body, partial=True), "update")
-    params = [("status", "draft")] if spec.draft_and_publish else []
     path = f"api/{collection}/{document_id}"
-    return perform(collection, body, lambda: service_call("PUT", path, params, {"data": data}))
+    return perform(
+        spec.name, body, query, lambda: service_call("PUT", path, query.query_string, {"data": data})
+    )
 
 
 @bp.post("/api/<collection>/<document_id>/publish")
@@ -111,9 +134,10 @@ def update_draft(collection: str, document_id: str) -> Response:
 def publish(collection: str, document_id: str) -> Response:
     """Publish the document's draft."""
     spec = writable(collection, document_id, needs_drafts=True)
+    write_query(spec, NO_PARAMS)
     path = f"api/{collection}/{document_id}"
     return perform(
-        spec.name, None, lambda: service_call("PUT", path, [("status", "published")], {"data": {}})
+        spec.name, None, NO_QUERY, lambda: service_call("PUT", path, "status=published", {"data": {}})
     )
 
 
@@ -122,11 +146,13 @@ def publish(collection: str, document_id: str) -> Response:
 def unpublish(collection: str, document_id: str) -> Response:
     """Unpublish through the admin Content-Manager API (Strapi 5 has no REST unpublish)."""
     spec = writable(collection, document_id, needs_drafts=True)
+    write_query(spec, NO_PARAMS)
     session = admin_session()
     path = f"content-manager/collection-types/{spec.uid}/{document_id}/actions/unpublish"
     return perform(
         spec.name,
         None,
+        NO_QUERY,
         lambda: session.call("POST", path, {}),
         lambda _: unpublish_reconciled(spec, document_id),
     )
@@ -137,11 +163,13 @@ def unpublish(collection: str, document_id: str) -> Response:
 def delete(collection: str, document_id: str) -> Response:
     """Delete the document, draft and published versions."""
     spec = writable(collection, document_id)
+    write_query(spec, NO_PARAMS)
     path = f"api/{collection}/{document_id}"
     return perform(
         spec.name,
         None,
-        lambda: service_call("DELETE", path, [], None),
+        NO_QUERY,
+        lambda: service_call("DELETE", path, "", None),
         lambda _: delete_reconciled(spec, document_id),
     )
 
@@ -163,6 +191,18 @@ def writable(
             f"'{collection}' has no drafts: its documents are live as soon as they are saved."
         )
     return spec
+
+
+def write_query(spec: CollectionSpec, allowed: frozenset[str] = WRITE_PARAMS) -> WriteQuery:
+    """The request's query, read as Strapi's qs reads it (400 for a name not ``allowed``).
+
+    ``status=draft`` writes and answers the draft, so it also needs the ``drafts`` permission.
+    """
+    raw = request.environ.get("QUERY_STRING", "")
+    query = current_tenant().router.write_query(spec.name, raw, allowed)
+    if query.drafts:
+        authorize(spec.name, "drafts")  # 403 naming the role the caller lacks
+    return query
 
 
 def json_body() -> Any:
@@ -216,20 +256,24 @@ Send = Callable[[], StrapiResponse]
 Reconcile = Callable[[Claim], StrapiResponse | None]
 
 
-def service_call(method: str, path: str, params: list[tuple[str, str]], body: Any) -> StrapiResponse:
+def service_call(method: str, path: str, params: str, body: Any) -> StrapiResponse:
     """One request to Strapi with the server's API token whose answer goes to the client (its headers too)."""
     client = current_tenant().strapi
     headers = {**forwarded_headers(), **client.service_authorization()}
     return client.request(method, path, params=params, json_body=body, headers=headers)
 
 
-def perform(collection: str, body: Any, send: Send, reconcile: Reconcile | None = None) -> Response:
+def perform(
+    collection: str, body: Any, query: WriteQuery, send: Send, reconcile: Reconcile | None = None
+) -> Response:
     """Run one write: idempotency claim, the write (never retried), invalidation, the answer."""
     key = idempotency_key()
     if key is None:
         return answer_response(written(collection, None, send, None))
     store = idempotency_store()
-    fingerprint = idempotency.fingerprint(request.method, request.path, body)
+    # The same key must ask for the same thing: ?status=draft is not the same write as without it.
+    target = f"{request.path}?{query.query_string}" if query.params else request.path
+    fingerprint = idempotency.fingerprint(request.method, target, body)
     claim = store.claim(current_tenant().name, user_key(), key, fingerprint)
     if claim.replay is not None:
         audit.note(outcome="replayed", document_id=document_id_in(claim.replay.body))
@@ -345,25 +389,34 @@ def answer_response(answer: StoredAnswer, *, replayed: bool = False) -> Response
 # -- creates and their reconciliation ------------------------------------------------------------
 
 
-def create(spec: CollectionSpec, body: Any, data: dict[str, Any], *, publish: bool) -> Response:
-    """Create (and maybe publish) one document; a retry after an unknown outcome finds it first."""
-    params = [] if publish or not spec.draft_and_publish else [("status", "draft")]
+def create(spec: CollectionSpec, body: Any, data: dict[str, Any], query: WriteQuery) -> Response:
+    """Create one document as ``query`` asks; a retry after an unknown outcome finds it first."""
     path = f"api/{spec.name}"
 
     def reconcile(claim: Claim) -> StrapiResponse | None:
         found = reconciliation.find_created(spec, data, body, claim)
-        return None if found is None else created_answer(spec, found, publish=publish)
+        return None if found is None else created_answer(spec, found["documentId"], query)
 
-    return perform(spec.name, body, lambda: service_call("POST", path, params, {"data": data}), reconcile)
+    return perform(
+        spec.name,
+        body,
+        query,
+        lambda: service_call("POST", path, query.query_string, {"data": data}),
+        reconcile,
+    )
 
 
-def created_answer(spec: CollectionSpec, found: dict[str, Any], *, publish: bool) -> StrapiResponse:
-    """The create's answer, in the client's format, for a document an earlier attempt created."""
-    path = f"api/{spec.name}/{found['documentId']}"
-    if publish and spec.draft_and_publish:  # the first attempt may have stopped before publishing
-        answer = service_call("PUT", path, [("status", "published")], {"data": {}})
-    else:
-        answer = service_call("GET", path, [("status", "draft")] if spec.draft_and_publish else [], None)
+def created_answer(spec: CollectionSpec, document_id: str, query: WriteQuery) -> StrapiResponse:
+    """The create's answer (201, the client's format and ``query``) for a document already created.
+
+    A published create is answered with the published version as it stands, never published again
+    (that would publish edits made to its draft since); only if it has none -- the first attempt
+    stopped before publishing -- is it published now, as the create would have.
+    """
+    path = f"api/{spec.name}/{document_id}"
+    answer = service_call("GET", path, query.query_string, None)
+    if answer.status == 404 and spec.draft_and_publish and not query.drafts:
+        answer = service_call("PUT", path, query.query_string, {"data": {}})
     return StrapiResponse(201 if answer.ok else answer.status, answer.body, answer.content_type)
 
 
@@ -371,7 +424,7 @@ def unpublish_reconciled(spec: CollectionSpec, document_id: str) -> StrapiRespon
     """The draft of a document an earlier unpublish already took offline, or None to unpublish."""
     if not reconciliation.is_unpublished(spec, document_id):
         return None  # still published: unpublish it
-    draft = service_call("GET", f"api/{spec.name}/{document_id}", [("status", "draft")], None)
+    draft = service_call("GET", f"api/{spec.name}/{document_id}", "status=draft", None)
     return StrapiResponse(200, draft.body, draft.content_type) if draft.ok else None
 
 
@@ -391,8 +444,19 @@ def delete_reconciled(spec: CollectionSpec, document_id: str) -> StrapiResponse 
 def _begin_audit() -> None:
     """Open the audit entry before authentication, so refused writes are audited too."""
     action = ACTIONS.get(request.endpoint or "")
+    if action in DRAFT_ACTIONS and asks_for_draft():
+        action = DRAFT_ACTIONS[action]
     if action is not None and request.view_args is not None:
         audit.begin(action, str(request.view_args.get("collection")), request.view_args.get("document_id"))
+
+
+def asks_for_draft() -> bool:
+    """True when the query asks for ``status=draft`` (a bad query is refused later, in the view)."""
+    try:
+        params = canonical(parse_query(request.environ.get("QUERY_STRING", "")))
+        return publication_status(params) == "draft"
+    except ApiError:
+        return False
 
 
 bp.after_request(audit.emit)

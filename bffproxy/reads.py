@@ -13,6 +13,9 @@ A route is built from the raw ``PATH_INFO`` and ``QUERY_STRING`` only:
   ``invalid_parameter`` naming it, before Strapi is called;
 * the Strapi path is built from quoted segments and the query from re-encoded pairs, never by
   pasting what the client sent.
+
+Writes (publishing.py) check their query with the same parser and rules
+(:meth:`ReadRouter.write_query`), against their own, shorter allow-list.
 """
 
 from __future__ import annotations
@@ -127,8 +130,29 @@ def _single_plain(params: list[Param], values: tuple[str, ...]) -> bool:
     return len(params) == 1 and params[0].key == params[0].name and params[0].value in values
 
 
+@dataclass(frozen=True)
+class WriteQuery:
+    """The checked query of a write: what Strapi receives with it, and the status it asks for."""
+
+    params: tuple[Param, ...]
+    status: str | None  # "published", "draft", or None (Strapi publishes: the same as "published")
+
+    @property
+    def drafts(self) -> bool:
+        """True when the write touches the draft only (its answer is the draft)."""
+        return self.status == "draft"
+
+    @cached_property
+    def query_string(self) -> str:
+        """The canonical, re-encoded query sent to Strapi."""
+        return encode(self.params)
+
+
+NO_QUERY = WriteQuery((), None)
+
+
 class ReadRouter:
-    """Routes reads of one tenant's exposed collections."""
+    """Routes reads of one tenant's exposed collections; checks write queries too."""
 
     def __init__(
         self,
@@ -150,17 +174,29 @@ class ReadRouter:
         collection, document_id = split
         if document_id is not None and not is_document_id(document_id):
             raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
+        params, status = self._checked(collection, query_string, self.allowed[collection])
+        return ReadRoute(collection, document_id, params, status)
+
+    def write_query(self, collection: str, query_string: str, allowed: frozenset[str]) -> WriteQuery:
+        """The checked query of a write to ``collection``: only ``allowed`` names, by the read rules."""
+        params, status = self._checked(collection, query_string, allowed)
+        return WriteQuery(params, status)
+
+    def _checked(
+        self, collection: str, query_string: str, allowed: frozenset[str]
+    ) -> tuple[tuple[Param, ...], str | None]:
+        """The query's pairs, read as qs reads them, and its status; InvalidParameter for the rest."""
         params = canonical(parse_query(query_string))
-        refuse_unlisted(params, self.allowed[collection])
+        refuse_unlisted(params, allowed)
         status = publication_status(params)
         leak = draft_path(self.walker, collection, params)
         if leak is not None and status != "draft":
             raise InvalidParameter(
                 f"Query parameter {leak!r} filters or sorts through a relation into content that has "
-                "drafts (or into fields bffproxy does not know): only draft reads may do that.",
+                "drafts (or into fields bffproxy does not know): only status=draft may do that.",
                 details={"param": leak},
             )
-        return ReadRoute(collection, document_id, params, status)
+        return params, status
 
 
 def extra_read_params(config: Mapping[str, Any]) -> dict[str, frozenset[str]]:

@@ -44,10 +44,14 @@ def find_created(
 ) -> dict[str, Any] | None:
     """The document (Strapi 5 format) an earlier attempt with this key created, or None.
 
-    The slug rules.py derived from the key is unique while the key lives, so finding it on a document
-    created after the key's first attempt began is proof (a key reused after its TTL derives the same
-    slug again). A slug the client chose is not: then the document must also hold exactly the sent
-    values.
+    With draft & publish it is looked up among drafts: every document has a draft row, so a create
+    that Strapi also published (its REST default) is found as surely as a draft-only one; the
+    caller decides which version answers.
+
+    The slug rules.py derived from the key is unique while the key lives, so finding it on a
+    document created after the key's first attempt began is proof (a key reused after its TTL
+    derives the same slug again). A slug the client chose is not: then the document must also hold
+    exactly the sent values.
     """
     slug_name = uid_field(spec)
     slug = data.get(slug_name) if slug_name else None

@@ -65,8 +65,10 @@ def test_a_successful_create_is_audited(client: FlaskClient, strapi: Any, editor
 @pytest.mark.parametrize(
     ("method", "url", "action"),
     [
-        ("POST", "/api/articles", "create_draft"),
-        ("PUT", f"/api/articles/{DOC}", "update_draft"),
+        ("POST", "/api/articles", "create"),
+        ("POST", "/api/articles?status=draft", "create_draft"),
+        ("PUT", f"/api/articles/{DOC}", "update"),
+        ("PUT", f"/api/articles/{DOC}?status=draft", "update_draft"),
         ("POST", f"/api/articles/{DOC}/publish", "publish"),
         ("DELETE", f"/api/articles/{DOC}", "delete"),
     ],

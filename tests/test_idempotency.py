@@ -178,6 +178,7 @@ def test_retry_after_a_timeout_finds_the_created_document(
     slug = time_out_first_create(client, strapi, editor)
     created = document(title="Hello", slug=slug, publishedAt=None)["data"]
     strapi.get(f"{STRAPI}/api/articles", json={"data": [created], "meta": {}})
+    strapi.get(f"{STRAPI}/api/articles/{DOC}", status=404, json={"data": None, "error": {"status": 404}})
     strapi.put(
         f"{STRAPI}/api/articles/{DOC}",
         json=document(title="Hello", slug=slug, publishedAt="2026-11-23T21:00:00Z"),
@@ -190,9 +191,27 @@ def test_retry_after_a_timeout_finds_the_created_document(
     (query,) = lookups(strapi)
     assert query["filters[slug][$eq]"] == [slug] and query["status"] == ["draft"]
     (publish,) = [c for c in writes(strapi) if c.request.method == "PUT"]
-    assert publish.request.url.endswith("?status=published")  # the first try may have stopped short of it
+    assert publish.request.url == f"{STRAPI}/api/articles/{DOC}"  # no published version yet: publish it
     replay = client.post(URL, json=BODY, headers=keyed(editor))
     assert replay.headers["Idempotent-Replayed"] == "true" and replay.data == retry.data
+
+
+@pytest.mark.parametrize("url", [URL, "/api/articles"])
+def test_retry_finds_a_created_and_published_document_and_answers_it_as_it_stands(
+    client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock, url: str
+) -> None:
+    """Strapi's own create publishes: its draft row is found by slug, its published version is the answer."""
+    strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
+    body = BODY if url == URL else {"data": BODY}
+    assert client.post(url, json=body, headers=keyed(editor)).status_code == 504
+    slug = sent_json(posts(strapi)[0])["data"]["slug"]
+    strapi.get(f"{STRAPI}/api/articles", json={"data": [document(slug=slug, publishedAt=None)["data"]]})
+    published = document(status=200, slug=slug, publishedAt="2026-11-23T21:00:00Z")
+    strapi.get(f"{STRAPI}/api/articles/{DOC}", json=published)
+    clock.advance(11)
+    retry = client.post(url, json=body, headers=keyed(editor))
+    assert (retry.status_code, retry.get_json()) == (201, published)
+    assert [c.request.method for c in writes(strapi)] == ["POST"]  # not created again, not re-published
 
 
 def test_reconciled_draft_create_answers_the_found_draft(
@@ -200,13 +219,13 @@ def test_reconciled_draft_create_answers_the_found_draft(
 ) -> None:
     strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
     body = {"data": BODY}
-    assert client.post("/api/articles", json=body, headers=keyed(editor)).status_code == 504
+    assert client.post("/api/articles?status=draft", json=body, headers=keyed(editor)).status_code == 504
     slug = sent_json(posts(strapi)[0])["data"]["slug"]
     found = document(slug=slug, publishedAt=None)["data"]
     strapi.get(f"{STRAPI}/api/articles", json={"data": [found], "meta": {}})
     strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json={"data": found, "meta": {}})
     clock.advance(11)
-    retry = client.post("/api/articles", json=body, headers=keyed(editor))
+    retry = client.post("/api/articles?status=draft", json=body, headers=keyed(editor))
     assert retry.status_code == 201
     assert retry.get_json() == {"data": found, "meta": {}}  # as Strapi answers the draft's read
     assert [c.request.method for c in writes(strapi)] == ["POST"]
@@ -247,7 +266,7 @@ def test_a_client_chosen_slug_with_the_same_content_after_the_first_try_is_ours(
     created = "2026-11-18T11:06:41.123Z"
     ours = document(title="Hello", slug="hello", createdAt=created, publishedAt=None)["data"]
     strapi.get(f"{STRAPI}/api/articles", json={"data": [ours], "meta": {}})
-    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=document(title="Hello", slug="hello"))
+    strapi.get(f"{STRAPI}/api/articles/{DOC}", json=document(title="Hello", slug="hello"))
     clock.advance(11)
     assert client.post(URL, json=body, headers=keyed(editor)).status_code == 201
     assert len(posts(strapi)) == 1
@@ -638,7 +657,7 @@ def test_retried_v4_create_finds_the_document_and_answers_in_v4(
     created = document(title="Hello", slug=slug, publishedAt=None)["data"]
     strapi.add_callback(responses.GET, f"{STRAPI}/api/articles", callback=in_requested_format(created))
     v4_published = {"data": {"id": 1, "attributes": {"documentId": DOC, "title": "Hello"}}, "meta": {}}
-    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=v4_published)
+    strapi.get(f"{STRAPI}/api/articles/{DOC}", json=v4_published)
     clock.advance(11)
     retry = client.post(URL, json=BODY, headers=keyed({**editor, **V4}))
     assert retry.status_code == 201
@@ -646,23 +665,23 @@ def test_retried_v4_create_finds_the_document_and_answers_in_v4(
     assert len(posts(strapi)) == 1  # never created twice
     (look_up,) = [c for c in strapi.calls if c.request.url.startswith(f"{STRAPI}/api/articles?")]
     assert "Strapi-Response-Format" not in look_up.request.headers
-    (publish,) = [c for c in writes(strapi) if c.request.method == "PUT"]
-    assert publish.request.headers["Strapi-Response-Format"] == "v4"
+    (answer,) = [c for c in strapi.calls if c.request.url == f"{STRAPI}/api/articles/{DOC}"]
+    assert answer.request.headers["Strapi-Response-Format"] == "v4"
 
 
 def test_retried_v4_draft_create_answers_the_found_draft_in_v4(
     client: FlaskClient, strapi: Any, editor: Any, clock: FakeClock
 ) -> None:
     strapi.post(f"{STRAPI}/api/articles", body=requests.exceptions.ReadTimeout("read timed out"))
-    body = {"data": BODY}
-    assert client.post("/api/articles", json=body, headers=keyed({**editor, **V4})).status_code == 504
+    body, url = {"data": BODY}, "/api/articles?status=draft"
+    assert client.post(url, json=body, headers=keyed({**editor, **V4})).status_code == 504
     slug = sent_json(posts(strapi)[0])["data"]["slug"]
     created = document(title="Hello", slug=slug, publishedAt=None)["data"]
     strapi.add_callback(responses.GET, f"{STRAPI}/api/articles", callback=in_requested_format(created))
     v4_draft = {"data": {"id": 1, "attributes": {"documentId": DOC, "publishedAt": None}}, "meta": {}}
     strapi.get(f"{STRAPI}/api/articles/{DOC}?status=draft", json=v4_draft)
     clock.advance(11)
-    retry = client.post("/api/articles", json=body, headers=keyed({**editor, **V4}))
+    retry = client.post(url, json=body, headers=keyed({**editor, **V4}))
     assert retry.status_code == 201
     assert retry.get_json() == v4_draft
     assert [c.request.method for c in writes(strapi)] == ["POST"]

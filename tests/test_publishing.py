@@ -25,10 +25,13 @@ DOC = "abcdefghijklmnopqrstuvwx"
 
 @pytest.fixture
 def config(config: dict[str, Any]) -> dict[str, Any]:
-    """Unit config plus auth: editors may write articles and categories."""
+    """Unit config plus auth: editors may write articles (and their drafts) and categories."""
     config.update(
         STRAPI_JWT_SECRET=SECRET,
-        POLICIES={"articles": "read=public,write=editor", "categories": "read=public,write=editor"},
+        POLICIES={
+            "articles": "read=public,drafts=editor,write=editor",
+            "categories": "read=public,write=editor",
+        },
     )
     return config
 
@@ -108,14 +111,115 @@ def test_one_shot_publish_creates_and_publishes(client: FlaskClient, strapi: Any
     assert data["slug"].startswith("hello-")
 
 
-def test_draft_create_takes_strapis_own_body(client: FlaskClient, strapi: Any, editor: Any) -> None:
-    strapi.post(f"{STRAPI}/api/articles", json=document(publishedAt=None), status=201)
-    body = {"data": {"title": "Draft", "section": "guide", "featured": True, "category": "catdoc"}}
+PUBLISHED = "2026-11-23T20:49:47.348Z"
+
+
+def test_create_publishes_as_strapi_does(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    created = document(publishedAt=PUBLISHED)
+    strapi.post(f"{STRAPI}/api/articles", json=created, status=201)
+    body = {"data": {"title": "Live", "section": "guide", "featured": True, "category": "catdoc"}}
     answer = client.post("/api/articles", json=body, headers=editor)
+    assert (answer.status_code, answer.get_json()) == (201, created)  # Strapi's status and body
+    (call,) = writes(strapi)
+    assert call.request.url == f"{STRAPI}/api/articles"  # no status: Strapi creates AND publishes
+    assert call.request.headers["Authorization"] == "Bearer server-api-token"
+    assert sent_json(call)["data"]["category"] == "catdoc"
+
+
+def test_create_with_status_draft_writes_the_draft_only(
+    client: FlaskClient, strapi: Any, editor: Any
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(publishedAt=None), status=201)
+    answer = client.post("/api/articles?status=draft", json={"data": {"title": "Draft"}}, headers=editor)
     assert answer.status_code == 201
     (call,) = writes(strapi)
-    assert call.request.url.endswith("/api/articles?status=draft")
-    assert sent_json(call)["data"]["category"] == "catdoc"
+    assert call.request.url == f"{STRAPI}/api/articles?status=draft"
+
+
+def test_status_draft_needs_the_drafts_policy_as_well_as_write(config: dict[str, Any], strapi: Any) -> None:
+    from bffproxy import create_app
+
+    config["POLICIES"] = {"articles": "read=public,write=editor"}
+    client = create_app(config).test_client()
+    register_users(strapi)
+    headers = bearer(EDITOR)
+    for method, url in (("POST", "/api/articles"), ("PUT", f"/api/articles/{DOC}")):
+        answer = client.open(
+            f"{url}?status=draft", method=method, json={"data": {"title": "t"}}, headers=headers
+        )
+        assert answer.status_code == 403, answer.get_json()
+        assert answer.get_json()["error"]["details"]["action"] == "drafts"
+    assert writes(strapi) == []
+
+
+def test_status_published_is_sent_as_given(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(publishedAt=PUBLISHED), status=201)
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=document(status=200, publishedAt=PUBLISHED))
+    body = {"data": {"title": "t"}}
+    assert client.post("/api/articles?status=published", json=body, headers=editor).status_code == 201
+    assert client.put(f"/api/articles/{DOC}?status=published", json=body, headers=editor).status_code == 200
+    assert [c.request.url.split("?")[1] for c in writes(strapi)] == ["status=published"] * 2
+
+
+def test_fields_and_populate_shape_the_answer_and_are_reencoded(
+    client: FlaskClient, strapi: Any, editor: Any
+) -> None:
+    shaped = {"data": {"id": 1, "documentId": DOC, "title": "T", "category": None}, "meta": {}}
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=shaped)
+    query = "populate=category&fields%5B0%5D=title"
+    answer = client.put(f"/api/articles/{DOC}?{query}", json={"data": {"excerpt": "e"}}, headers=editor)
+    assert (answer.status_code, answer.get_json()) == (200, shaped)
+    (call,) = writes(strapi)
+    assert call.request.url.split("?")[1] == "fields[0]=title&populate=category"
+
+
+REFUSED_WRITE_QUERIES = [
+    "status=bogus",  # Strapi writes only the draft for any status but "published"
+    "status",
+    "status[]=published",
+    "status[0]=published",
+    "%5Bstatus%5D=published",  # qs reads it as status, but only a plain status=... is accepted
+    "status=published&status=draft",
+    "locale=fr",
+    "filters[title][$eq]=x",
+    "sort=title",
+    "pagination[page]=2",
+    "publicationState=live",
+    "_q=x",
+    "lookup=x",
+    "populate[category][filters][articles][title][$eq]=x",  # filters through a relation into drafts
+    "%26status=draft",
+]
+
+
+@pytest.mark.parametrize("query", REFUSED_WRITE_QUERIES)
+@pytest.mark.parametrize(("method", "url"), [("POST", "/api/articles"), ("PUT", f"/api/articles/{DOC}")])
+def test_write_queries_strapi_would_misread_or_ignore_are_400(
+    client: FlaskClient, strapi: Any, editor: Any, method: str, url: str, query: str
+) -> None:
+    answer = client.open(f"{url}?{query}", method=method, json={"data": {"title": "t"}}, headers=editor)
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "invalid_parameter"
+    assert writes(strapi) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("POST", "/api/articles/publish?status=draft"),
+        ("POST", f"/api/articles/{DOC}/publish?fields[0]=title"),
+        ("POST", f"/api/articles/{DOC}/unpublish?status=published"),
+        ("DELETE", f"/api/articles/{DOC}?locale=fr"),
+        ("DELETE", f"/api/articles/{DOC}?status=draft"),  # Strapi answers 500
+    ],
+)
+def test_bffproxys_own_routes_and_delete_take_no_query(
+    client: FlaskClient, strapi: Any, editor: Any, method: str, url: str
+) -> None:
+    answer = client.open(url, method=method, json={"title": "t"}, headers=editor)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "invalid_parameter"
+    assert writes(strapi) == []
 
 
 def test_collection_without_drafts_is_created_directly(client: FlaskClient, strapi: Any, editor: Any) -> None:
@@ -123,17 +227,28 @@ def test_collection_without_drafts_is_created_directly(client: FlaskClient, stra
     answer = client.post("/api/categories", json={"data": {"name": "Cats"}}, headers=editor)
     assert answer.status_code == 201
     (call,) = writes(strapi)
-    assert call.request.url.endswith("/api/categories")
+    assert call.request.url == f"{STRAPI}/api/categories"
     assert sent_json(call)["data"]["slug"].startswith("cats-")
 
 
-def test_edit_changes_the_draft_only(client: FlaskClient, strapi: Any, editor: Any) -> None:
-    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=document(status=200, excerpt="new"))
+def test_edit_publishes_as_strapi_does(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    edited = document(status=200, excerpt="new", publishedAt=PUBLISHED)
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=edited)
     answer = client.put(f"/api/articles/{DOC}", json={"data": {"excerpt": "new"}}, headers=editor)
+    assert (answer.status_code, answer.get_json()) == (200, edited)
+    (call,) = writes(strapi)
+    assert call.request.url == f"{STRAPI}/api/articles/{DOC}"  # no status: Strapi publishes the edit
+    assert sent_json(call) == {"data": {"excerpt": "new"}}  # partial, and no slug invented on edit
+
+
+def test_edit_with_status_draft_changes_the_draft_only(client: FlaskClient, strapi: Any, editor: Any) -> None:
+    strapi.put(f"{STRAPI}/api/articles/{DOC}", json=document(status=200, excerpt="new", publishedAt=None))
+    answer = client.put(
+        f"/api/articles/{DOC}?status=draft", json={"data": {"excerpt": "new"}}, headers=editor
+    )
     assert answer.status_code == 200
     (call,) = writes(strapi)
-    assert call.request.url.endswith(f"/api/articles/{DOC}?status=draft")
-    assert sent_json(call) == {"data": {"excerpt": "new"}}  # partial, and no slug invented on edit
+    assert call.request.url == f"{STRAPI}/api/articles/{DOC}?status=draft"
 
 
 def test_publish_puts_status_published(client: FlaskClient, strapi: Any, editor: Any) -> None:
@@ -435,3 +550,18 @@ def test_document_id_with_a_trailing_newline_is_404_and_never_sent(
     )
     assert answer.status_code == 404
     assert writes(strapi) == []
+
+
+def test_one_key_with_another_status_is_another_request(
+    client: FlaskClient, strapi: Any, editor: Any
+) -> None:
+    strapi.post(f"{STRAPI}/api/articles", json=document(publishedAt=PUBLISHED), status=201)
+    headers = {**editor, "Idempotency-Key": "k-status"}
+    body = {"data": {"title": "t", "slug": "t"}}
+    assert client.post("/api/articles", json=body, headers=headers).status_code == 201
+    draft = client.post("/api/articles?status=draft", json=body, headers=headers)
+    assert draft.status_code == 422  # the same key must ask for the same thing, query included
+    assert draft.get_json()["error"]["code"] == "idempotency_key_reused"
+    same = client.post("/api/articles", json=body, headers=headers)
+    assert (same.status_code, same.headers["Idempotent-Replayed"]) == (201, "true")
+    assert len(writes(strapi)) == 1

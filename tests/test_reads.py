@@ -6,7 +6,14 @@ import pytest
 
 from bffproxy.errors import NotFound
 from bffproxy.query import InvalidParameter
-from bffproxy.reads import ReadRouter, extra_read_params, is_document_id, response_format, split_read_path
+from bffproxy.reads import (
+    NO_QUERY,
+    ReadRouter,
+    extra_read_params,
+    is_document_id,
+    response_format,
+    split_read_path,
+)
 from bffproxy.settings import ConfigError
 
 ROUTER = ReadRouter(("articles", "categories"), {"articles": frozenset({"_q"})})
@@ -126,3 +133,13 @@ def test_routes_are_remembered_and_refusals_are_not() -> None:
 )
 def test_response_format_is_v4_exactly_as_strapi_decides(header: str | None, variant: str | None) -> None:
     assert response_format(header) == variant
+
+
+def test_a_write_query_is_read_by_the_same_rules_against_its_own_allow_list() -> None:
+    allowed = frozenset({"status", "fields"})
+    query = ROUTER.write_query("articles", "status=draft&fields%5B0%5D=title", allowed)
+    assert (query.status, query.drafts, query.query_string) == ("draft", True, "fields[0]=title&status=draft")
+    assert ROUTER.write_query("articles", "", allowed) == NO_QUERY
+    for refused in ("sort=title", "status=bogus", "[status]=draft", "_q=x"):  # _q: a read extra only
+        with pytest.raises(InvalidParameter):
+            ROUTER.write_query("articles", refused, allowed)

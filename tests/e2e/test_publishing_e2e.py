@@ -20,7 +20,10 @@ import requests
 from .services import Gunicorn, RedisServer, Strapi, wait_until
 
 ADMIN = {"STRAPI_ADMIN_EMAIL": "admin@example.com", "STRAPI_ADMIN_PASSWORD": "Admin-Passw0rd!"}
-POLICY = {"POLICIES__articles": "read=public,write=editor", "POLICIES__categories": "read=public"}
+POLICY = {
+    "POLICIES__articles": "read=public,drafts=editor,write=editor",
+    "POLICIES__categories": "read=public",
+}
 
 
 def login(strapi: Strapi, username: str, password: str) -> dict[str, str]:
@@ -202,8 +205,11 @@ def test_draft_lifecycle_edit_publish_unpublish_delete(
     assert read().headers["X-Cache"] == "HIT"
 
     # A draft edit leaves the published version served unchanged.
-    edited = requests.put(f"{api}/{doc}", json={"data": {"excerpt": "v2"}}, headers=editor, timeout=10)
+    edited = requests.put(
+        f"{api}/{doc}?status=draft", json={"data": {"excerpt": "v2"}}, headers=editor, timeout=10
+    )
     assert edited.status_code == 200, edited.text
+    assert edited.json()["data"]["publishedAt"] is None  # Strapi answers with the draft
     assert read().json()["data"]["excerpt"] == "v1"
     draft = strapi_live.get(f"api/articles/{doc}", token=strapi_live.api_token, status="draft").json()
     assert draft["data"]["excerpt"] == "v2"
@@ -238,9 +244,76 @@ def test_draft_lifecycle_edit_publish_unpublish_delete(
     ]
 
 
+def test_strapi_create_through_bffproxy_is_published_as_on_strapi(
+    bff: Gunicorn, strapi_live: Strapi, editor: Any, title: str
+) -> None:
+    """@strapi/client's create(): 201, then an anonymous findOne through bffproxy is 200 (issue 14)."""
+    url = f"{bff.url}/api/articles"
+    created = requests.post(url, json={"data": {"title": title, "excerpt": "v1"}}, headers=editor, timeout=10)
+    assert created.status_code == 201, created.text
+    data = created.json()["data"]
+    assert data["publishedAt"] is not None and created.json()["meta"] == {}
+    found = requests.get(f"{url}/{data['documentId']}", timeout=10)
+    assert found.status_code == 200, found.text
+    assert found.json()["data"] == data  # the very version Strapi answered the create with
+    direct = strapi_live.get(f"api/articles/{data['documentId']}").json()["data"]
+    assert direct == data
+
+
+def test_strapi_edit_through_bffproxy_publishes_the_change(
+    bff: Gunicorn, strapi_live: Strapi, editor: Any, title: str
+) -> None:
+    url = f"{bff.url}/api/articles"
+    created = requests.post(url, json={"data": {"title": title, "excerpt": "v1"}}, headers=editor, timeout=10)
+    doc = created.json()["data"]["documentId"]
+    assert requests.get(f"{url}/{doc}", timeout=10).json()["data"]["excerpt"] == "v1"
+    assert requests.get(f"{url}/{doc}", timeout=10).headers["X-Cache"] == "HIT"
+
+    edited = requests.put(f"{url}/{doc}", json={"data": {"excerpt": "v2"}}, headers=editor, timeout=10)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["data"]["publishedAt"] is not None
+    after = requests.get(f"{url}/{doc}", timeout=10)
+    assert (after.headers["X-Cache"], after.json()["data"]["excerpt"]) == ("MISS", "v2")
+
+    shaped = requests.put(
+        f"{url}/{doc}?fields[0]=excerpt&status=published",
+        json={"data": {"excerpt": "v3"}},
+        headers=editor,
+        timeout=10,
+    )
+    assert shaped.status_code == 200, shaped.text
+    assert set(shaped.json()["data"]) == {"id", "documentId", "excerpt"}  # fields shape Strapi's answer
+    assert requests.get(f"{url}/{doc}", timeout=10).json()["data"]["excerpt"] == "v3"
+
+
+@pytest.mark.parametrize("query", ["status=bogus", "status[]=draft", "locale=fr", "sort=title"])
+def test_write_queries_strapi_would_misread_are_400_and_nothing_is_written(
+    bff: Gunicorn, strapi_live: Strapi, editor: Any, title: str, query: str
+) -> None:
+    """Strapi 5 would take status=bogus (or status[]) as a draft-only create: bffproxy refuses it."""
+    answer = requests.post(
+        f"{bff.url}/api/articles?{query}", json={"data": {"title": title}}, headers=editor, timeout=10
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_parameter"
+    assert in_strapi(strapi_live, title) == []
+
+
+def test_status_draft_needs_the_drafts_policy(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, editor: Any, title: str
+) -> None:
+    bff = start_bff(POLICIES__articles="read=public,write=editor")
+    answer = requests.post(
+        f"{bff.url}/api/articles?status=draft", json={"data": {"title": title}}, headers=editor, timeout=10
+    )
+    assert answer.status_code == 403
+    assert answer.json()["error"]["details"]["action"] == "drafts"
+    assert in_strapi(strapi_live, title) == []
+
+
 def test_draft_create_stays_private(bff: Gunicorn, strapi_live: Strapi, editor: Any, title: str) -> None:
     created = requests.post(
-        f"{bff.url}/api/articles", json={"data": {"title": title}}, headers=editor, timeout=10
+        f"{bff.url}/api/articles?status=draft", json={"data": {"title": title}}, headers=editor, timeout=10
     )
     assert created.status_code == 201, created.text
     assert created.json()["data"]["publishedAt"] is None
@@ -256,6 +329,7 @@ def test_reader_gets_403_on_every_write(bff: Gunicorn, strapi_live: Strapi, read
     attempts = [
         ("POST", f"{api}/publish", {"title": title}),
         ("POST", api, {"data": {"title": title}}),
+        ("POST", f"{api}?status=draft", {"data": {"title": title}}),
         ("PUT", f"{api}/{doc}", {"data": {"title": title}}),
         ("POST", f"{api}/{doc}/publish", None),
         ("POST", f"{api}/{doc}/unpublish", None),
@@ -335,7 +409,9 @@ def test_retry_after_a_timeout_reconciles_instead_of_creating_twice(
 
 
 @pytest.mark.parametrize(
-    ("route", "flat", "published"), [("publish", True, True), ("", False, False)], ids=["publish", "draft"]
+    ("route", "flat", "published"),
+    [("/publish", True, True), ("", False, True), ("?status=draft", False, False)],
+    ids=["publish", "strapi", "draft"],
 )
 def test_retried_v4_create_finds_the_document_and_answers_in_v4(
     start_bff: Callable[..., Gunicorn],
@@ -351,7 +427,7 @@ def test_retried_v4_create_finds_the_document_and_answers_in_v4(
     patient, hasty = patient_and_hasty(start_bff, editor, tmp_path, settle="0")
     headers = {**editor, "Idempotency-Key": f"e2e-{uuid.uuid4()}", "Strapi-Response-Format": "v4"}
     body = {"title": title} if flat else {"data": {"title": title}}
-    path = f"/api/articles/{route}".rstrip("/")
+    path = f"/api/articles{route}"
 
     lost = requests.post(f"{hasty.url}{path}", json=body, headers=headers, timeout=10)
     assert lost.status_code == 504
@@ -364,7 +440,7 @@ def test_retried_v4_create_finds_the_document_and_answers_in_v4(
     assert data["documentId"] == document["documentId"]
     assert data["attributes"]["title"] == title  # Strapi's v4 shape, as the client asked
     assert (data["attributes"]["publishedAt"] is not None) is published
-    action = "create_publish" if flat else "create_draft"
+    action = "create_publish" if flat else "create" if published else "create_draft"
     assert [a["outcome"] for a in audit_lines(patient) if a["action"] == action][-1] == "reconciled"
 
 
