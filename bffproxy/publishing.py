@@ -19,6 +19,11 @@ server's API token, never the caller's):
   unpublish``) with an admin session (strapi_admin.py) opened with ``BFFPROXY_STRAPI_ADMIN_EMAIL`` and
   ``BFFPROXY_STRAPI_ADMIN_PASSWORD``; without them the route answers 501 and says so.
 * ``DELETE /api/<collection>/<documentId>`` -- delete the document (draft and published versions).
+* ``PUT /api/<single type>`` and ``DELETE /api/<single type>`` -- Strapi's single types
+  (``BFFPROXY_SINGLE_TYPES``): the PUT creates or edits its one document with the same semantics
+  and query as a collection's PUT, the DELETE removes it (204 even when there was none). A single
+  type has no ``POST`` (405, as in Strapi) and nothing under ``/api/<single type>/`` (404); a
+  collection has no ``PUT``/``DELETE`` at ``/api/<collection>`` (405).
 
 bffproxy's own routes and DELETE take no query parameters (400 for any): Strapi ignores them on a
 delete or fails on ``status=draft`` (500), and a ``locale`` would delete one localization of content
@@ -41,10 +46,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from . import audit, idempotency, reconciliation, rules, strapi_admin
 from .admission import CircuitOpen
-from .auth import authorize, current_identity, require_permission
+from .auth import authorize, current_identity
 from .caching import StoreUnavailable
 from .content import forwarded_headers
 from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType, UpstreamBusy
@@ -53,6 +59,7 @@ from .invalidation import invalidate_collection
 from .query import canonical, parse_query
 from .reads import NO_QUERY, WriteQuery, is_document_id, publication_status
 from .schemas import CollectionSpec, load_flat, load_wrapped, spec_for
+from .settings import ConfigError, env_name
 from .strapi import StrapiResponse
 from .strapi_admin import AdminLoginFailed, admin_session
 from .tenants import current_tenant
@@ -72,12 +79,19 @@ ACTIONS = {
     "publishing.create_and_publish": "create_publish",
     "publishing.create_document": "create",
     "publishing.update_document": "update",
+    "publishing.update_single": "update",
     "publishing.publish": "publish",
     "publishing.unpublish": "unpublish",
     "publishing.delete": "delete",
+    "publishing.delete_single": "delete",
 }
 # The audit's name for a Strapi-path write sent with ?status=draft (it touches the draft only).
 DRAFT_ACTIONS = {"create": "create_draft", "update": "update_draft"}
+
+# Route shapes (see writable) and the methods Strapi routes at /api/<name> for each kind.
+LIST_ROUTE, SINGLE_ROUTE, DOCUMENT_ROUTE = "list", "single", "document"
+COLLECTION_METHODS = ["GET", "HEAD", "POST"]
+SINGLE_TYPE_METHODS = ["GET", "HEAD", "PUT", "DELETE"]
 
 
 class NoDraftAndPublish(BadRequest):
@@ -94,10 +108,9 @@ class OutcomeUnknown(ApiError):
 
 
 @bp.post("/api/<collection>/publish")
-@require_permission("write")
 def create_and_publish(collection: str) -> Response:
     """Create a document and publish it in one call, from a flat body."""
-    spec = writable(collection)
+    spec = writable(collection, route=DOCUMENT_ROUTE)
     write_query(spec, NO_PARAMS)
     body = json_body()
     data = prepared(spec, load_flat(spec, body), "create")
@@ -105,10 +118,9 @@ def create_and_publish(collection: str) -> Response:
 
 
 @bp.post("/api/<collection>")
-@require_permission("write")
 def create_document(collection: str) -> Response:
     """Create as Strapi does: published, or only a draft with ``?status=draft``; 201 and the document."""
-    spec = writable(collection)
+    spec = writable(collection, route=LIST_ROUTE)
     query = write_query(spec)
     body = json_body()
     data = prepared(spec, load_wrapped(spec, body, partial=False), "create")
@@ -116,36 +128,34 @@ def create_document(collection: str) -> Response:
 
 
 @bp.put("/api/<collection>/<document_id>")
-@require_permission("write")
 def update_document(collection: str, document_id: str) -> Response:
     """Edit as Strapi does: the edit is published, or changes only the draft with ``?status=draft``."""
-    spec = writable(collection, document_id)
-    query = write_query(spec)
-    body = json_body()
-    data = prepared(spec, load_wrapped(spec, body, partial=True), "update")
-    path = f"api/{collection}/{document_id}"
-    return perform(
-        spec.name, body, query, lambda: service_call("PUT", path, query.query_string, {"data": data})
-    )
+    spec = writable(collection, document_id, route=DOCUMENT_ROUTE)
+    return update(spec, document_id)
+
+
+@bp.put("/api/<collection>")
+def update_single(collection: str) -> Response:
+    """Create or edit a single type as Strapi does: published, or only the draft with ``?status=draft``."""
+    spec = writable(collection, route=SINGLE_ROUTE)
+    return update(spec, None)
 
 
 @bp.post("/api/<collection>/<document_id>/publish")
-@require_permission("write")
 def publish(collection: str, document_id: str) -> Response:
     """Publish the document's draft."""
-    spec = writable(collection, document_id, needs_drafts=True)
+    spec = writable(collection, document_id, route=DOCUMENT_ROUTE, needs_drafts=True)
     write_query(spec, NO_PARAMS)
-    path = f"api/{collection}/{document_id}"
+    path = spec.api_path(document_id)
     return perform(
         spec.name, None, NO_QUERY, lambda: service_call("PUT", path, "status=published", {"data": {}})
     )
 
 
 @bp.post("/api/<collection>/<document_id>/unpublish")
-@require_permission("write")
 def unpublish(collection: str, document_id: str) -> Response:
     """Unpublish through the admin Content-Manager API (Strapi 5 has no REST unpublish)."""
-    spec = writable(collection, document_id, needs_drafts=True)
+    spec = writable(collection, document_id, route=DOCUMENT_ROUTE, needs_drafts=True)
     write_query(spec, NO_PARAMS)
     session = admin_session()
     path = f"content-manager/collection-types/{spec.uid}/{document_id}/actions/unpublish"
@@ -159,12 +169,34 @@ def unpublish(collection: str, document_id: str) -> Response:
 
 
 @bp.delete("/api/<collection>/<document_id>")
-@require_permission("write")
 def delete(collection: str, document_id: str) -> Response:
     """Delete the document, draft and published versions."""
-    spec = writable(collection, document_id)
+    spec = writable(collection, document_id, route=DOCUMENT_ROUTE)
+    return remove(spec, document_id)
+
+
+@bp.delete("/api/<collection>")
+def delete_single(collection: str) -> Response:
+    """Delete a single type's document, draft and published versions (204 even when there is none)."""
+    spec = writable(collection, route=SINGLE_ROUTE)
+    return remove(spec, None)
+
+
+def update(spec: CollectionSpec, document_id: str | None) -> Response:
+    """PUT Strapi's body to a document or a single type; after an unknown outcome it is sent again."""
+    query = write_query(spec)
+    body = json_body()
+    data = prepared(spec, load_wrapped(spec, body, partial=True), "update")
+    path = spec.api_path(document_id)
+    return perform(
+        spec.name, body, query, lambda: service_call("PUT", path, query.query_string, {"data": data})
+    )
+
+
+def remove(spec: CollectionSpec, document_id: str | None) -> Response:
+    """DELETE a document or a single type; after an unknown outcome, one found gone is done."""
     write_query(spec, NO_PARAMS)
-    path = f"api/{collection}/{document_id}"
+    path = spec.api_path(document_id)
     return perform(
         spec.name,
         None,
@@ -178,14 +210,36 @@ def delete(collection: str, document_id: str) -> Response:
 
 
 def writable(
-    collection: str, document_id: str | None = None, *, needs_drafts: bool = False
+    collection: str,
+    document_id: str | None = None,
+    *,
+    route: str,
+    needs_drafts: bool = False,
 ) -> CollectionSpec:
-    """The collection's write spec; 404 when it is not exposed or has no input schema."""
-    spec = spec_for(collection)
-    if spec is None or not current_tenant().exposes(collection):
-        raise NotFound(f"There is no writable collection '{collection}'.")
+    """The write's content type, checked as Strapi's router would (404/405), then by policy (401/403).
+
+    ``route`` is the shape of the path: :data:`LIST_ROUTE` (``POST /api/<collection>``),
+    :data:`SINGLE_ROUTE` (``PUT``/``DELETE /api/<single type>``) or :data:`DOCUMENT_ROUTE`
+    (anything under ``/api/<collection>/``, which a single type does not have).
+    """
+    tenant = current_tenant()
+    if not tenant.exposes(collection):
+        raise NotFound(f"There is no collection '{collection}'.")
+    single = collection in tenant.router.single_types
+    if single and route == DOCUMENT_ROUTE:
+        raise NotFound(f"'{collection}' is a single type: it is written at /api/{collection}, without an id.")
+    if single and route == LIST_ROUTE:
+        raise MethodNotAllowed(SINGLE_TYPE_METHODS, f"'{collection}' is a single type: PUT it, never POST.")
+    if not single and route == SINGLE_ROUTE:
+        raise MethodNotAllowed(
+            COLLECTION_METHODS, f"'{collection}' is a collection: write /api/{collection}/<id>."
+        )
     if document_id is not None and not is_document_id(document_id):
         raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
+    authorize(collection, "write")  # 401 anonymous, 403 naming the missing role
+    spec = spec_for(collection)
+    if spec is None:
+        raise NotFound(f"There is no writable collection '{collection}'.")
     if needs_drafts and not spec.draft_and_publish:
         raise NoDraftAndPublish(
             f"'{collection}' has no drafts: its documents are live as soon as they are saved."
@@ -391,7 +445,7 @@ def answer_response(answer: StoredAnswer, *, replayed: bool = False) -> Response
 
 def create(spec: CollectionSpec, body: Any, data: dict[str, Any], query: WriteQuery) -> Response:
     """Create one document as ``query`` asks; a retry after an unknown outcome finds it first."""
-    path = f"api/{spec.name}"
+    path = spec.api_path()
 
     def reconcile(claim: Claim) -> StrapiResponse | None:
         found = reconciliation.find_created(spec, data, body, claim)
@@ -413,7 +467,7 @@ def created_answer(spec: CollectionSpec, document_id: str, query: WriteQuery) ->
     (that would publish edits made to its draft since); only if it has none -- the first attempt
     stopped before publishing -- is it published now, as the create would have.
     """
-    path = f"api/{spec.name}/{document_id}"
+    path = spec.api_path(document_id)
     answer = service_call("GET", path, query.query_string, None)
     if answer.status == 404 and spec.draft_and_publish and not query.drafts:
         answer = service_call("PUT", path, query.query_string, {"data": {}})
@@ -424,15 +478,15 @@ def unpublish_reconciled(spec: CollectionSpec, document_id: str) -> StrapiRespon
     """The draft of a document an earlier unpublish already took offline, or None to unpublish."""
     if not reconciliation.is_unpublished(spec, document_id):
         return None  # still published: unpublish it
-    draft = service_call("GET", f"api/{spec.name}/{document_id}", "status=draft", None)
+    draft = service_call("GET", spec.api_path(document_id), "status=draft", None)
     return StrapiResponse(200, draft.body, draft.content_type) if draft.ok else None
 
 
-def delete_reconciled(spec: CollectionSpec, document_id: str) -> StrapiResponse | None:
+def delete_reconciled(spec: CollectionSpec, document_id: str | None) -> StrapiResponse | None:
     """Strapi's answer to a delete that worked when an earlier attempt deleted it, or None to delete.
 
     Sent again, the delete may be answered 404 (and that stored and replayed): a delete that worked
-    would be reported as failed. A document that is absent afterwards is taken as deleted.
+    would be reported as failed. A document (or single type) absent afterwards is taken as deleted.
     """
     return StrapiResponse(204, b"") if reconciliation.is_deleted(spec, document_id) else None
 
@@ -462,8 +516,21 @@ def asks_for_draft() -> bool:
 bp.after_request(audit.emit)
 
 
+def check_single_types(app: Flask) -> None:
+    """Start-up: a content type bffproxy has a schema for is a single type exactly when configured so."""
+    singles = app.config["SINGLE_TYPES"]
+    for name in app.config["COLLECTIONS"]:
+        spec = spec_for(name)
+        if spec is not None and spec.single_type != (name in singles):
+            kind, fix = (
+                ("a single type", "add it") if spec.single_type else ("a collection type", "remove it")
+            )
+            raise ConfigError(f"{env_name('SINGLE_TYPES')}: {name!r} is {kind} in Strapi ({spec.uid}): {fix}")
+
+
 def init_app(app: Flask) -> None:
-    """Set up the admin session, idempotency, rules and the audit log."""
+    """Check the single types; set up the admin session, idempotency, rules and the audit log."""
+    check_single_types(app)
     strapi_admin.init_app(app)
     rules.init_app(app)
     idempotency.init_app(app)

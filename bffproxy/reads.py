@@ -11,6 +11,7 @@ A route is built from the raw ``PATH_INFO`` and ``QUERY_STRING`` only:
   ``drafts`` policy allows), the v4 ``publicationState=live`` (Strapi 5 ignores it), plus the names
   a collection is configured to accept (``BFFPROXY_QUERY_PARAMS__articles=_q``); else 400
   ``invalid_parameter`` naming it, before Strapi is called;
+* a single type (``BFFPROXY_SINGLE_TYPES``) is read at ``/api/<name>`` only: with an id it is 404;
 * the Strapi path is built from quoted segments and the query from re-encoded pairs, never by
   pasting what the client sent.
 
@@ -152,17 +153,19 @@ NO_QUERY = WriteQuery((), None)
 
 
 class ReadRouter:
-    """Routes reads of one tenant's exposed collections; checks write queries too."""
+    """Routes reads of one tenant's exposed collections and single types; checks write queries too."""
 
     def __init__(
         self,
         collections: tuple[str, ...],
         extra_params: Mapping[str, frozenset[str]],
         model: ContentModel | None = None,
+        single_types: tuple[str, ...] = (),
     ) -> None:
         self.walker = PathWalker(model or {})
         base = STRAPI_READ_PARAMS | PUBLICATION_PARAMS
         self.allowed = {name: base | extra_params.get(name, frozenset()) for name in collections}
+        self.single_types = frozenset(single_types)
         # Hits repeat the same few URLs: remember their routes (refusals are not remembered).
         self.route = lru_cache(maxsize=ROUTE_CACHE_SIZE)(self._route)
 
@@ -172,6 +175,10 @@ class ReadRouter:
         if split is None or split[0] not in self.allowed:
             raise NotFound(f"There is no collection '{split[0] if split else path_info}'.")
         collection, document_id = split
+        if document_id is not None and collection in self.single_types:
+            raise NotFound(
+                f"'{collection}' is a single type: it is read at /api/{collection}, without an id."
+            )
         if document_id is not None and not is_document_id(document_id):
             raise NotFound(f"There is no document '{document_id}' in '{collection}'.")
         params, status = self._checked(collection, query_string, self.allowed[collection])

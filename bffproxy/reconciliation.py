@@ -60,7 +60,7 @@ def find_created(
     params = [(f"filters[{slug_name}][$eq]", slug), ("sort", "createdAt:asc")]
     if spec.draft_and_publish:
         params.append(("status", "draft"))  # every document has a draft, published or not
-    answer = look_up(f"api/{spec.name}", params)
+    answer = look_up(spec.api_path(), params)
     items = ((answer.json() or {}).get("data") or []) if answer.ok else []
     derived = slug_name not in (body.get("data", body) if isinstance(body, dict) else {})
     return next(
@@ -100,10 +100,10 @@ def is_unpublished(spec: CollectionSpec, document_id: str) -> bool:
 
     Strapi answers a second unpublish with 404, so a retry must not simply send it again.
     """
-    return look_up(f"api/{spec.name}/{document_id}", []).status == 404
+    return look_up(spec.api_path(document_id), []).status == 404
 
 
-def is_deleted(spec: CollectionSpec, document_id: str) -> bool:
-    """True when the document is gone (draft included): an earlier delete worked."""
+def is_deleted(spec: CollectionSpec, document_id: str | None) -> bool:
+    """True when the document (or the single type's, for None) is gone, draft included."""
     params = [("status", "draft")] if spec.draft_and_publish else []  # every document has a draft
-    return look_up(f"api/{spec.name}/{document_id}", params).status == 404
+    return look_up(spec.api_path(document_id), params).status == 404

@@ -1,13 +1,15 @@
 """Per-collection input schemas: what a write may contain, checked before anything reaches Strapi.
 
-Each schema mirrors a Strapi content type (``strapi/app/src/api/*/content-types/*/schema.json``):
-required fields, types, maximum lengths, enumerations; every other key is refused. A failure is a 422
-whose ``details.errors`` lists one ``{"field", "message"}`` per problem, with the field named as the
-client sent it (``data.title`` for Strapi's ``{"data": {...}}`` body, ``title`` for the flat one).
+Each schema mirrors a Strapi content type, collection or single type
+(``strapi/app/src/api/*/content-types/*/schema.json``): required fields, types, maximum lengths,
+enumerations; every other key is refused. A failure is a 422 whose ``details.errors`` lists one
+``{"field", "message"}`` per problem, with the field named as the client sent it (``data.title``
+for Strapi's ``{"data": {...}}`` body, ``title`` for the flat one).
 
 Field metadata tells the business rules (rules.py) what a field is in Strapi: ``strapi_type:
 "richtext"`` for rich text, ``uid_target`` for a uid (slug) field generated from another field.
-Adding a collection: write its schema class and add a :class:`CollectionSpec` to :data:`SPECS`.
+Adding a content type: write its schema class and add a :class:`CollectionSpec` to :data:`SPECS`
+(a single type also goes in ``BFFPROXY_SINGLE_TYPES``; start-up checks the two agree).
 """
 
 from __future__ import annotations
@@ -175,16 +177,29 @@ class CategorySchema(StrapiSchema):
     articles = Relation(many=True, target="articles")
 
 
+class HomepageSchema(StrapiSchema):
+    """api::homepage.homepage (a single type, draft and publish)."""
+
+    title = text(max_length=120, required=True)
+    tagline = text()
+    body = text(strapi_type="richtext")
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
-    """A writable collection: its Strapi uid, its schema, and whether it has drafts."""
+    """A writable content type: its API name, Strapi uid, schema, whether it has drafts, its kind."""
 
-    name: str
+    name: str  # the REST name: plural for a collection type, singular for a single type
     uid: str
     schema: type[StrapiSchema]
     draft_and_publish: bool
     # Keys of the flat /publish body that stand for a field (the seed's {"title", "content"}).
     aliases: Mapping[str, str] = field(default_factory=dict)
+    single_type: bool = False  # one document at /api/<name>, no documentIds (Strapi's singleType)
+
+    def api_path(self, document_id: str | None = None) -> str:
+        """Its path on Strapi: ``api/<name>``, or a document's ``api/<name>/<documentId>``."""
+        return f"api/{self.name}" if document_id is None else f"api/{self.name}/{document_id}"
 
     @property
     def relations(self) -> dict[str, str]:
@@ -198,6 +213,7 @@ SPECS: dict[str, CollectionSpec] = {
         "articles", "api::article.article", ArticleSchema, True, aliases={"content": "body"}
     ),
     "categories": CollectionSpec("categories", "api::category.category", CategorySchema, False),
+    "homepage": CollectionSpec("homepage", "api::homepage.homepage", HomepageSchema, True, single_type=True),
 }
 
 

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "STRAPI_URL": "http://127.0.0.1:1337",
     "STRAPI_API_TOKEN": "",
     "COLLECTIONS": "",
+    "SINGLE_TYPES": "",
     "STRAPI_CONNECT_TIMEOUT": 3.05,
     "STRAPI_READ_TIMEOUT": 10.0,
     "STRAPI_RETRIES": 2,
@@ -77,6 +78,7 @@ def validate(config: Config) -> None:
     config["STRAPI_URL"] = as_url(config, "STRAPI_URL")
     config["STRAPI_API_TOKEN"] = as_str(config, "STRAPI_API_TOKEN")
     config["COLLECTIONS"] = as_names(config, "COLLECTIONS", required=True)
+    config["SINGLE_TYPES"] = as_single_types(config)
     for key in ("STRAPI_CONNECT_TIMEOUT", "STRAPI_READ_TIMEOUT", "READY_TIMEOUT"):
         config[key] = as_number(config, key, float, minimum=0.001)
     config["STRAPI_RETRY_AFTER_MAX"] = as_number(config, "STRAPI_RETRY_AFTER_MAX", int, minimum=0)
@@ -161,6 +163,18 @@ def as_names(config: Mapping[str, Any], key: str, *, required: bool = False) -> 
             raise ConfigError(f"{env_name(key)} has an invalid name {name!r}")
     if required and not names:
         raise ConfigError(f"{env_name(key)} is required (comma-separated, e.g. articles,categories)")
+    return names
+
+
+def as_single_types(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The exposed names that are Strapi single types (``/api/homepage``, no documentIds)."""
+    names = as_names(config, "SINGLE_TYPES")
+    for name in names:
+        if name not in config["COLLECTIONS"]:
+            raise ConfigError(
+                f"{env_name('SINGLE_TYPES')} names {name!r}, which is not in {env_name('COLLECTIONS')} "
+                "(list every exposed API name there, single types included)"
+            )
     return names
 
 

@@ -61,7 +61,9 @@ def tenant_from_config(app: Flask, name: str = DEFAULT_TENANT) -> Tenant:
         pool_size=config["STRAPI_POOL_SIZE"],
     )
     collections = config["COLLECTIONS"]
-    router = ReadRouter(collections, extra_read_params(config), content_model(collections))
+    router = ReadRouter(
+        collections, extra_read_params(config), content_model(collections), config["SINGLE_TYPES"]
+    )
     return Tenant(name=name, strapi=client, collections=collections, router=router)
 
 

@@ -15,8 +15,9 @@ collections related to it: those named by the populated relations in the payload
 configured ``BFFPROXY_RELATIONS__<collection>`` (``entry.delete`` carries no relations). Strapi's
 ``model`` is singular (``article``); ``BFFPROXY_MODELS__<model>=<collection>`` maps it to the exposed
 API id, which defaults to an English plural (``article`` -> ``articles``, ``category`` ->
-``categories``). Repeated deliveries (a DELETE sends two ``entry.delete``) only replace a generation
-again. Every delivery logs exactly one line.
+``categories``); a single type's model is its exposed name (``homepage``, from
+``BFFPROXY_SINGLE_TYPES``). Repeated deliveries (a DELETE sends two ``entry.delete``) only replace
+a generation again. Every delivery logs exactly one line.
 """
 
 from __future__ import annotations
@@ -100,11 +101,16 @@ def pluralise(name: str) -> str:
 
 
 def collection_for(name: str) -> str | None:
-    """The exposed collection a model (or relation field) name stands for, or None."""
+    """The exposed collection (or single type) a model or relation field name stands for, or None.
+
+    A single type's REST name is its singular name, the model itself (``homepage``).
+    """
     exposed = current_app.config["COLLECTIONS"]
     configured = current_app.config["MODELS"].get(name)
     if configured:
         return str(configured)
+    if name in current_app.config["SINGLE_TYPES"]:
+        return name
     return next((c for c in (pluralise(name), name) if c in exposed), None)
 
 

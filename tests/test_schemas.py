@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +186,36 @@ def test_max_length_counts_utf16_units_like_strapi() -> None:
     assert "data.name" in problems(
         load_wrapped, CATEGORIES, {"data": {"name": "\U0001f600" * 128}}, partial=False
     )
+
+
+STRAPI_APP = Path(__file__).resolve().parents[1] / "strapi" / "app" / "src" / "api"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_each_spec_matches_the_project_apps_strapi_schema(name: str) -> None:
+    """Kind, draft & publish, REST name, fields and required ones as the Strapi app declares them."""
+    spec = SPECS[name]
+    singular = spec.uid.split(".")[-1]
+    declared = json.loads((STRAPI_APP / singular / "content-types" / singular / "schema.json").read_text())
+    assert spec.single_type == (declared["kind"] == "singleType")
+    assert spec.draft_and_publish == declared["options"]["draftAndPublish"]
+    rest_name = declared["info"]["singularName" if spec.single_type else "pluralName"]
+    assert spec.name == rest_name
+    fields = spec.schema().fields
+    assert set(fields) == set(declared["attributes"])
+    assert {n for n, f in fields.items() if f.required} == {
+        n for n, a in declared["attributes"].items() if a.get("required")
+    }
+
+
+def test_the_homepage_single_type() -> None:
+    home = SPECS["homepage"]
+    assert (home.single_type, home.api_path(), ARTICLES.api_path("d1")) == (
+        True,
+        "api/homepage",
+        "api/articles/d1",
+    )
+    assert problems(load_wrapped, home, {"data": {"title": "x" * 121}}, partial=True) == {
+        "data.title": "Must be 1 to 120 characters long."
+    }
+    assert load_wrapped(home, {"data": {"tagline": "t"}}, partial=True) == {"tagline": "t"}
