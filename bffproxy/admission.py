@@ -217,7 +217,11 @@ class Admission:
         failures, opened_at = self.state.read()
         if opened_at is None:
             return failures, None
-        remaining = opened_at + self.policy.reset - self.clock()
+        now = self.clock()
+        if opened_at > now:  # the clock stepped back, or a peer sharing Redis runs ahead of ours
+            opened_at = now  # so the circuit is never open longer than the reset from here
+            self.state.open(now)
+        remaining = opened_at + self.policy.reset - now
         if remaining <= 0:
             lock = self.probe_lock() if self.probe_lock is not None else _NoLock()
             if lock is not None:

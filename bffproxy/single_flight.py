@@ -15,7 +15,9 @@ import logging
 import math
 import os
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -30,6 +32,7 @@ from .store import SharedStore, StoreUnavailable, redis_client
 log = logging.getLogger(__name__)
 
 SHARED_OUTCOME_TIMEOUT = 5  # seconds a waiter can still pick up a holder's non-cacheable outcome
+FLIGHTS_REMEMBERED = 1024  # flights whose first sighting a worker remembers (a few KB)
 
 
 class FlightLock(Protocol):
@@ -172,7 +175,7 @@ WaitingPlaces = Callable[[], Releasable | None]
 
 @dataclass(frozen=True)
 class Fetching:
-    """What a holder publishes under ``flight:<key>`` while its fetch runs: when it started."""
+    """What a holder publishes under ``flight:<key>`` while its fetch runs (its start, for the logs)."""
 
     started: float
 
@@ -191,12 +194,16 @@ class _Watcher:
     lock wait; any other waits only while the holder's fetch is younger than ``brief``: a healthy
     Strapi answers within it (so a stampede on a cold key is still one fetch, everyone served), a
     hung one does not, and then every further waiter answers at once (stale or 503) instead.
+
+    A fetch's age is measured on this worker's monotonic clock, from when the worker first saw the
+    holder's ``Fetching`` record: the holder may be another instance sharing Redis whose wall clock
+    differs, so its own start time is never compared with ours.
     """
 
     def __init__(self, flight: SingleFlight, key: str, places: WaitingPlaces | None) -> None:
         self.flight, self.key, self.places = flight, key, places
         self.seen = flight.token(key)
-        self.started = flight.clock()  # the holder's start, until its Fetching record is seen
+        self.started = flight.waiting.monotonic()  # until the holder's Fetching record is seen
         self.place: Releasable | None = None
         self.patient = places is None  # no gate (internal callers): the lock wait bounds it
         self.asked = False
@@ -207,15 +214,15 @@ class _Watcher:
         if done is not None:
             return done
         token, outcome = self.flight.record(self.key)
-        if isinstance(outcome, Fetching):
-            self.started = min(self.started, outcome.started)
+        if isinstance(outcome, Fetching) and token is not None:
+            self.started = min(self.started, self.flight.first_seen(token))
         elif token is not None and token != self.seen:
             return self.flight.served_from(outcome)
         if not self.patient and not self.asked:
             self.asked = True
             self.place = self.places() if self.places is not None else None
             self.patient = self.place is not None
-        if not self.patient and self.flight.clock() - self.started >= self.flight.brief:
+        if not self.patient and self.flight.waiting.monotonic() - self.started >= self.flight.brief:
             raise FlightBusy(headers={"Retry-After": "1"})
         return None
 
@@ -240,6 +247,18 @@ class SingleFlight:
         self.waiting = waiting
         self.brief = brief
         self.clock = clock
+        self._first_seen: OrderedDict[str, float] = OrderedDict()  # Fetching token -> monotonic time
+        self._seen_lock = threading.Lock()
+
+    def first_seen(self, token: str) -> float:
+        """When this worker first saw the flight ``token`` (its monotonic clock); remembered for 1,024."""
+        with self._seen_lock:
+            seen = self._first_seen.get(token)
+            if seen is None:
+                seen = self._first_seen[token] = self.waiting.monotonic()
+                if len(self._first_seen) > FLIGHTS_REMEMBERED:
+                    self._first_seen.popitem(last=False)
+            return seen
 
     def run(self, key: str, fetch: Fetch, settled: Settled, places: WaitingPlaces | None = None) -> Served:
         """Fetch once for everyone; ``settled`` says whether another holder already stored it.

@@ -315,3 +315,19 @@ def test_a_fresh_hit_never_looks_at_the_breaker_or_the_bulkhead(
     for _ in range(5):
         assert client.get("/api/articles").headers["X-Cache"] == "HIT"
     assert state.looks == looks
+
+
+def test_an_open_circuit_never_promises_more_than_breaker_reset_after_the_clock_steps_back() -> None:
+    """Found by the hostile tester: after an NTP step back (or a Redis peer whose clock runs ahead),
+    an opened_at in the future said Retry-After: 3610 and let no probe through for an hour."""
+    clock = FakeClock()
+    gate = admission(clock)
+    for _ in range(2):
+        with pytest.raises(UpstreamTimeout):
+            gate.call(fail(UpstreamTimeout()))
+    clock.advance(-3600)
+    with pytest.raises(CircuitOpen) as refused:
+        gate.call(lambda: "sent")
+    assert int(refused.value.headers["Retry-After"]) <= 10
+    clock.advance(11)
+    assert gate.call(lambda: "sent") == "sent"  # the probe goes through 11 s later

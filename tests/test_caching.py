@@ -22,11 +22,12 @@ from bffproxy.caching import (
     Freshness,
     MemoryTier,
     RedisFlightLocks,
+    Served,
     StoreUnavailable,
     entry_size,
 )
 from bffproxy.errors import UpstreamTimeout, UpstreamUnavailable
-from bffproxy.single_flight import Fetching, FlightBusy
+from bffproxy.single_flight import Fetching, FlightBusy, LockWait, SingleFlight
 from bffproxy.store import SharedStore
 
 from .conftest import FakeClock
@@ -685,3 +686,33 @@ def test_the_store_refuses_writes_that_never_expire() -> None:
     store = SharedStore(SimpleCache())
     with pytest.raises(ValueError, match="must expire"):
         store.set("gen:default", "token", 0)
+
+
+class _HeldElsewhere:
+    """Locks held by another instance (the single-flight holder)."""
+
+    def try_acquire(self, key: str, ttl: float) -> None:
+        return None
+
+
+def test_a_waiter_waits_for_a_young_fetch_whose_holder_clock_is_behind() -> None:
+    """Found by the hostile tester: with the holder's start compared with the waiter's clock, a
+    holder (another instance on Redis) 5 s behind made every fresh fetch look old: 503 at once."""
+    clock = FakeClock()
+    ticks: list[float] = [0.0]
+
+    def sleep(seconds: float) -> None:
+        ticks[0] += seconds
+        clock.advance(seconds)
+
+    store = SharedStore(SimpleCache())
+    waiting = LockWait(_HeldElsewhere(), 15.0, 0.05, monotonic=lambda: ticks[0], sleep=sleep)  # type: ignore[arg-type]
+    flight = SingleFlight(store, waiting, brief=1.0, clock=clock)
+    store.set("flight:k", ("token", Fetching(clock() - 5)), 15)  # just started, on a clock 5 s behind
+    entry = Entry.build(200, b"{}", "application/json", clock())
+
+    def settled() -> Served | None:
+        return Served(entry, "HIT") if ticks[0] >= 0.2 else None  # the holder stores it 0.2 s later
+
+    served = flight.run("k", lambda: entry, settled, places=lambda: None)
+    assert served.x_cache == "HIT"
