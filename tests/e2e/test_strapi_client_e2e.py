@@ -40,9 +40,12 @@ from .services import Gunicorn, Strapi, bff_env, http_ok
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "strapi_client_runner.mjs"
 INSTALL = HERE.parents[1] / "strapi/client/install.sh"
-POLICY = {
+SETTINGS = {
+    "COLLECTIONS": "articles,categories,homepage",
+    "SINGLE_TYPES": "homepage",
     "POLICIES__articles": "read=public,drafts=editor,write=editor",
     "POLICIES__categories": "read=public",
+    "POLICIES__homepage": "read=public,drafts=editor,write=editor",
 }
 USERS = {"reader": "Reader-Passw0rd!", "editor": "Editor-Passw0rd!"}
 FORGED = "not-a-token"
@@ -359,25 +362,10 @@ READS = (
     Case("api_token_find", "find", user="api-token", check=differs(200, 401, "invalid_token")),
 )
 
-# The homepage single type: skipped while strapi/app has none.
-HOMEPAGE_IN_APP = (HERE.parents[1] / "strapi/app/src/api/homepage").is_dir()
-SINGLE = (
-    ()
-    if HOMEPAGE_IN_APP
-    else (pytest.mark.skip(reason="strapi/app has no single type 'homepage' yet (issue 14)"),)
-)
-
-
-SINGLE_TYPE_SETTINGS = {
-    "COLLECTIONS": "articles,categories,homepage",
-    "SINGLE_TYPES": "homepage",
-    "POLICIES__homepage": "read=public,drafts=editor,write=editor",
-}
-
 
 def single(name: str, method: str, *args: Any, **options: Any) -> Case:
     """A call of client.single('homepage')."""
-    return Case(name, method, args, resource="homepage", kind="single", marks=SINGLE, **options)
+    return Case(name, method, args, resource="homepage", kind="single", **options)
 
 
 SINGLE_READS = (
@@ -593,16 +581,10 @@ class Targets:
 
     def jobs(self) -> list[dict[str, Any]]:
         """Reads back to back per case, then each scenario against Strapi, then against bffproxy."""
-        jobs = [self.job(case, target) for case in FIRST for target in ("strapi", "bff") if runs(case)]
+        jobs = [self.job(case, target) for case in FIRST for target in ("strapi", "bff")]
         for scenario in SCENARIOS:
-            cases = [case for case in scenario.cases if runs(case)]
-            jobs += [self.job(case, target) for target in ("strapi", "bff") for case in cases]
+            jobs += [self.job(case, target) for target in ("strapi", "bff") for case in scenario.cases]
         return jobs
-
-
-def runs(case: Case) -> bool:
-    """False for a skipped case: the client does not make its call."""
-    return not any(mark.name == "skip" for mark in case.marks)
 
 
 def install_client() -> Path:
@@ -664,9 +646,8 @@ def read_seed(strapi: Strapi) -> dict[str, Any]:
         "draft_only": draft_only["documentId"],
         "category": category["documentId"],
     }
-    if HOMEPAGE_IN_APP:
-        homepage = strapi.get("api/homepage").json()["data"]
-        seed["homepage"] = {key: homepage[key] for key in ("title", "tagline", "body")}
+    homepage = strapi.get("api/homepage").json()["data"]
+    seed["homepage"] = {key: homepage[key] for key in ("title", "tagline", "body")}
     return seed
 
 
@@ -678,7 +659,7 @@ def undo_writes(strapi: Strapi, seed: dict[str, Any]) -> None:
     )
     for doc in found.json()["data"]:
         requests.delete(f"{strapi.url}/api/articles/{doc['documentId']}", headers=auth, timeout=10)
-    if "homepage" in seed and strapi.get("api/homepage").status_code == 404:
+    if strapi.get("api/homepage").status_code == 404:
         requests.put(f"{strapi.url}/api/homepage", json={"data": seed["homepage"]}, headers=auth, timeout=10)
 
 
@@ -690,9 +671,8 @@ def client_bff(
     if not http_ok(f"{strapi_server.url}/_health"):
         strapi_server.start()
     cache = tmp_path_factory.mktemp("client-bff")
-    settings = {**POLICY, **(SINGLE_TYPE_SETTINGS if HOMEPAGE_IN_APP else {})}
     server = Gunicorn(
-        webhook_port, bff_env(strapi_server, cache, **settings), log_path=cache / "gunicorn.log"
+        webhook_port, bff_env(strapi_server, cache, **SETTINGS), log_path=cache / "gunicorn.log"
     )
     yield server.start()
     server.stop()
