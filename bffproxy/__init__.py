@@ -52,7 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     webhooks.init_app(app)
     admin.init_app(app)
     publishing.init_app(app)
-    app.register_blueprint(health.bp)
+    health.init_app(app)
     content.init_app(app)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)

@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from .caching import content_cache
 from .errors import ServiceUnavailable
 from .strapi import StrapiClient
-from .tenants import registry
+from .tenants import Tenant, registry
 
 bp = Blueprint("health", __name__)
+
+READY_REUSE = 1.0  # seconds a worker answers /readyz from its last look at a tenant's Strapi
+
+
+class Readiness:
+    """A worker's look at one tenant's Strapi: one at a time, reused for a second.
+
+    /readyz is often public (nginx's ``location /``) and polled by load balancers; while Strapi hangs,
+    each look holds a thread for ``READY_TIMEOUT``, so a flood of probes would take every thread cache
+    hits need. Only one thread per worker looks at a time; the others answer with its last result.
+    """
+
+    def __init__(
+        self, ping: Callable[[float], bool], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ping = ping
+        self.monotonic = monotonic
+        self._last: tuple[float, bool] | None = None
+        self._looking = threading.Lock()
+
+    def up(self, timeout: float) -> bool:
+        """The last result if recent or if another thread is looking now, else a new look."""
+        last = self._last
+        if last is not None and self.monotonic() - last[0] < READY_REUSE:
+            return last[1]
+        if not self._looking.acquire(blocking=False):
+            return last[1] if last is not None else False  # not known yet: not ready
+        try:
+            result = self.ping(timeout)
+            self._last = (self.monotonic(), result)
+            return result
+        finally:
+            self._looking.release()
 
 
 @bp.get("/healthz")
@@ -28,7 +65,8 @@ def readyz() -> Response:
     """
     store = "up" if content_cache().store.probe() else "down"
     timeout = current_app.config["READY_TIMEOUT"]
-    down = [tenant.name for tenant in registry() if not tenant.strapi.ping(timeout)]
+    looks: dict[str, Readiness] = current_app.extensions["bffproxy.readiness"]
+    down = [tenant.name for tenant in registry() if not looks[tenant.name].up(timeout)]
     if down:
         raise ServiceUnavailable(
             f"Strapi is not reachable for tenant(s): {', '.join(down)}.",
@@ -47,3 +85,16 @@ def readyz() -> Response:
 def _circuit(client: StrapiClient) -> str:
     """The tenant's circuit breaker: closed, open or half-open (admission.py)."""
     return client.admission.describe() if client.admission is not None else "closed"
+
+
+def init_app(app: Flask) -> None:
+    """Register the probes, with one Readiness per tenant."""
+    app.extensions["bffproxy.readiness"] = {
+        tenant.name: Readiness(tenant.strapi.ping) for tenant in _tenants(app)
+    }
+    app.register_blueprint(bp)
+
+
+def _tenants(app: Flask) -> list[Tenant]:
+    with app.app_context():
+        return list(registry())

@@ -191,11 +191,20 @@ class StrapiClient:
         return self._receive(method, path, response)
 
     def _receive(self, method: str, path: str, response: requests.Response) -> StrapiResponse:
-        """Keep a 2xx-4xx answer; turn a 5xx into a 502/504 error."""
+        """Keep a 2xx-4xx answer; turn a 5xx into a 502/504 error.
+
+        502 and 503 (a gateway in front of Strapi with nothing behind it, or in maintenance) say
+        Strapi is unavailable, and 504 that it timed out: the circuit breaker counts them like a
+        refused connection. Any other 5xx is Strapi failing on this request (a query it chokes on),
+        which a client can cause at will, so it never opens the circuit for everyone.
+        """
         if response.status_code >= 500:
             log.warning("strapi %s %s answered %s", method, path, response.status_code)
             if response.status_code == 504:
                 raise UpstreamTimeout("Strapi's own gateway timed out (504).")
+            if response.status_code in (502, 503):
+                status = response.status_code
+                raise UpstreamUnavailable(f"Strapi is unavailable (its gateway answered {status}).")
             raise UpstreamError(f"Strapi failed with status {response.status_code}.")
         kept = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after",)}
         return StrapiResponse(

@@ -108,13 +108,14 @@ def titles(strapi_live: Strapi) -> Iterator[str]:
 
 
 def retry_until_settled(url: str, body: dict[str, Any], headers: dict[str, str]) -> requests.Response:
-    """Retry a keyed write while bffproxy says the first may still be settling (409)."""
-    deadline = time.monotonic() + 15
+    """Retry a keyed write as a client is told to: while the first may still be settling (409), or
+    while the circuit is still open after Strapi came back (503 + Retry-After)."""
+    deadline = time.monotonic() + 30
     while True:
         answer = requests.post(url, json=body, headers=headers, timeout=20)
-        if answer.status_code != 409 or time.monotonic() > deadline:
+        if answer.status_code not in (409, 503) or time.monotonic() > deadline:
             return answer
-        time.sleep(0.5)
+        time.sleep(min(float(answer.headers.get("Retry-After", "1")), 5.0))
 
 
 def test_a_mixed_storm_on_a_hung_strapi_answers_in_json_and_loses_no_write(
@@ -334,3 +335,55 @@ def test_strapi_answering_garbage_gets_json_502s_or_stale_never_a_500(
     relay.canned = (200, {"Content-Type": "application/json"}, b'{"data": [trunc')
     odd = requests.get(f"{bff.url}/api/articles?filters[title][$eq]=odd", timeout=10)
     assert (odd.status_code, odd.content) == (200, b'{"data": [trunc')  # passed on as Strapi sent it
+
+
+def test_a_readyz_flood_during_a_hang_does_not_starve_cache_hits(
+    start_bff: Callable[..., Gunicorn],
+    stopped_strapi: Callable[[bool], None],
+) -> None:
+    """Strapi SIGSTOPped; 16 clients loop on GET /readyz (public through the shipped nginx); one
+    client reads a fresh cached page. Before: each /readyz held a thread for READY_TIMEOUT, and the
+    hit waited up to 3 s; now one thread per worker looks and the others reuse its answer."""
+    bff = start_bff()
+    cached = f"{bff.url}/api/articles?pagination[page]=7"
+    assert requests.get(cached, timeout=10).status_code == 200
+    stopped_strapi(True)
+    done = threading.Event()
+
+    def flood() -> None:
+        while not done.is_set():
+            ask("ready", "GET", f"{bff.url}/readyz")
+
+    flooders = [threading.Thread(target=flood) for _ in range(16)]
+    for thread in flooders:
+        thread.start()
+    try:
+        time.sleep(1)
+        hits = [ask("hit", "GET", cached) for _ in range(10)]
+    finally:
+        done.set()
+        for thread in flooders:
+            thread.join(10)
+    print([(a.status, a.cache, round(a.seconds, 2)) for a in hits])
+    assert all(a.status == 200 and a.cache == "HIT" for a in hits)
+    assert max(a.seconds for a in hits) < 0.5
+
+
+def test_strapi_answering_503_retry_after_opens_the_circuit_and_fails_fast(
+    start_bff: Callable[..., Gunicorn],
+    relay: StrapiRelay,
+) -> None:
+    """Strapi's gateway answers every call ``503 Retry-After: 2`` (maintenance). Before, each miss
+    held a slot ~4 s and the circuit never opened (only connection errors and timeouts counted);
+    now 502/503 count like a refused connection, and later calls fail fast."""
+    bff = start_bff(STRAPI_URL=relay.url, BREAKER_FAILURES="2", BREAKER_RESET="30")
+    relay.canned = (503, {"Retry-After": "2", "Content-Type": "text/html"}, b"<h1>maintenance</h1>")
+    first = [
+        ask("miss", "GET", f"{bff.url}/api/articles?filters[title][$eq]={uuid.uuid4().hex}") for _ in range(2)
+    ]
+    print([(a.status, a.code, round(a.seconds, 2)) for a in first])
+    later = ask("miss", "GET", f"{bff.url}/api/articles?filters[title][$eq]={uuid.uuid4().hex}")
+    print((later.status, later.code, round(later.seconds, 2)))
+    circuit = requests.get(f"{bff.url}/readyz", timeout=10).json()["error"]["details"]["circuit"]
+    assert circuit == {"default": "open"}
+    assert (later.status, later.code) == (503, "upstream_unavailable") and later.seconds < 1
