@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps strapi run test unit lint bench bench-store soak clean
+.PHONY: install system-deps strapi run test unit lint bench bench-store bench-media soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: install
 # The embedded store empty, at 20k and at 200k entries (2-3 minutes, up to 4 GB of scratch disk).
 bench-store: $(VENV)/.installed
 	$(BIN)/python bench/store_full.py
+
+# A 100 MiB file up and down through bffproxy: worker RSS idle, during and after (about a minute).
+bench-media: install
+	$(BIN)/python bench/media.py
 
 # Mixed traffic through bffproxy to a fresh Strapi for SOAK_SECONDS (600); not part of `make test`
 # (the suite runs the same code for 45 s: tests/e2e/test_soak_e2e.py). Exit 1 if a target is missed.

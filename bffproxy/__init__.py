@@ -22,6 +22,7 @@ from . import (
     hits,
     invalidation,
     logs,
+    media,
     publishing,
     request_id,
     tenants,
@@ -54,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     publishing.init_app(app)
     health.init_app(app)
     content.init_app(app)
+    media.init_app(app)  # before bodies: its uploads stream past the JSON body limit
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)

@@ -307,19 +307,24 @@ def authorize(collection: str, action: str) -> Identity | None:
     """Check the policy for ``action`` on ``collection``: 404 unexposed, 401 anonymous, 403 wrong role."""
     if not current_tenant().exposes(collection):
         raise NotFound(f"There is no collection '{collection}'.")
+    return check_policy(collection, action)
+
+
+def check_policy(name: str, action: str) -> Identity | None:
+    """Check the policy ``name`` (a collection's, or the media library's): 401 anonymous, 403 wrong role."""
     identity = current_identity()  # a bad token is a 401 even where the public is allowed
-    if policies.is_public(collection, action):
+    if policies.is_public(name, action):
         return identity
     identity = identity or signed_in()
-    if policies.role_may(identity.role, collection, action):
+    if policies.role_may(identity.role, name, action):
         return identity
-    roles = policies.allowed_roles(collection, action)
+    roles = policies.allowed_roles(name, action)
     needed = _roles_text(roles) if roles else "a role that no policy grants"
     raise Forbidden(
-        f"To {action} '{collection}' you need {needed}; your role is '{identity.role}'.",
+        f"To {action} '{name}' you need {needed}; your role is '{identity.role}'.",
         details={
             "action": action,
-            "collection": collection,
+            "collection": name,
             "required_roles": sorted(roles),
             "role": identity.role,
         },

@@ -12,6 +12,11 @@ length from memory:
 - after a refusal the rest of the body is read and thrown away, up to :data:`DRAIN_BYTES`, so a
   client that sends its whole body before reading (Python's urllib) gets the 413 instead of a
   reset connection when gunicorn closes a socket with unread data in it.
+
+Routes registered in ``app.extensions["bffproxy.streamed_bodies"]`` (``(method, path) -> limit``,
+the media upload) are not buffered: a declared length over *their* limit is refused the same way,
+otherwise the view reads the stream itself, counting against that limit, and whatever it left
+unread is discarded after the answer.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask import Flask, request
@@ -63,9 +68,12 @@ def too_large(limit: int) -> PayloadTooLarge:
 class BodyLimit:
     """WSGI middleware: buffer request bodies up to ``limit`` bytes, refuse and drain larger ones."""
 
-    def __init__(self, wsgi_app: WsgiApp, limit: int) -> None:
+    def __init__(
+        self, wsgi_app: WsgiApp, limit: int, streamed: Mapping[tuple[str, str], int] | None = None
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.limit = limit
+        self.streamed = dict(streamed or {})
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         drain = self.buffer(environ)
@@ -78,6 +86,9 @@ class BodyLimit:
         """Put the body in memory or record a refusal; return what discards the unread rest."""
         stream = environ["wsgi.input"]
         declared = get_content_length(environ)
+        streamed = self.streamed.get((environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")))
+        if streamed is not None:
+            return self.pass_stream(environ, streamed, stream, declared)
         if declared is not None and declared > self.limit:
             return self.refuse(environ, too_large(self.limit), stream, declared)
         if declared is not None:
@@ -105,6 +116,17 @@ class BodyLimit:
             environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body now has a length
         return None
 
+    def pass_stream(
+        self, environ: dict[str, Any], limit: int, stream: Any, declared: int | None
+    ) -> Callable[[], None] | None:
+        """Leave the body to its view, which counts it (refused here if it declares more than ``limit``)."""
+        if declared is not None and declared > limit:
+            # An upload a little over a large limit still gets a 413 its client can read.
+            return self.refuse(environ, too_large(limit), stream, declared, bound=limit + DRAIN_BYTES)
+        if declared is None and not self.unknown_length(environ):
+            return None  # nothing the view could read
+        return lambda: discard(stream, DRAIN_BYTES if declared is None else declared)
+
     @staticmethod
     def unknown_length(environ: dict[str, Any]) -> bool:
         """True when a body without Content-Length may follow: chunked, or any non-GET/HEAD."""
@@ -121,13 +143,14 @@ class BodyLimit:
         declared: int | None,
         *,
         already: int = 0,
+        bound: int = DRAIN_BYTES,
     ) -> Callable[[], None] | None:
-        """Record the refusal for the app; return the discarding of the rest, if it is bounded."""
+        """Record the refusal for the app; return the discarding of the rest, if it is within ``bound``."""
         environ[_REFUSAL] = error
         environ["wsgi.input"] = io.BytesIO()
         environ["CONTENT_LENGTH"] = "0"
         environ.pop("HTTP_TRANSFER_ENCODING", None)
-        if declared is not None and declared > DRAIN_BYTES:
+        if declared is not None and declared > bound:
             error.headers["Connection"] = "close"  # honoured by servers that let the app say so
             return None
         budget = declared if declared is not None else DRAIN_BYTES - already
@@ -169,7 +192,8 @@ def _refuse_recorded_body() -> None:
 def init_app(app: Flask) -> None:
     """Count and buffer request bodies in front of everything else the app's WSGI stack does."""
     app.before_request(_refuse_recorded_body)
-    app.wsgi_app = BodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    streamed = app.extensions.get("bffproxy.streamed_bodies")
+    app.wsgi_app = BodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], streamed)  # type: ignore[method-assign]
 
 
 def json_or_none(*, force: bool = False) -> Any:

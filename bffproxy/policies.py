@@ -9,6 +9,9 @@ Role words are Strapi role ``type`` values (``authenticated``, ``editor`` ...), 
 Several roles for one action are separated by ``|``. Defaults are safe: every collection listed in
 ``BFFPROXY_COLLECTIONS`` is readable by the public; ``drafts``, ``write`` and any other action are
 denied until configured; a collection that is not listed has no policy and is a 404.
+
+The media library (media.py) has one policy too, under the name ``BFFPROXY_MEDIA_POLICY``
+(``upload``: ``BFFPROXY_POLICIES__upload="read=public,write=editor"``), with the same defaults.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from .settings import ConfigError, as_names, env_name
+from .settings import ConfigError, as_names, as_str, env_name
 
 PUBLIC = "public"
 ANY_USER = "*"
@@ -68,10 +71,11 @@ def load_policies(config: Mapping[str, Any]) -> dict[str, Policy]:
             f'{env_name("POLICIES")}__articles="read=public,drafts=editor,write=editor"'
         )
     collections = config["COLLECTIONS"]
-    policies = {name: dict(DEFAULT_POLICY) for name in collections}
+    names = (*collections, *filter(None, [config.get("MEDIA_POLICY")]))
+    policies = {name: dict(DEFAULT_POLICY) for name in names}
     for collection, text in raw.items():
         key = f"{env_name('POLICIES')}__{collection}"
-        if collection not in collections:
+        if collection not in names:
             raise ConfigError(f"{key} names {collection!r}, which is not in {env_name('COLLECTIONS')}")
         policies[collection].update(parse_policy(key, text))
     return policies
@@ -102,6 +106,13 @@ def needs_signed_in_users(policies: Mapping[str, Policy]) -> bool:
 def init_app(app: Flask) -> None:
     """Validate the policies and the role-cacheable collections."""
     config = app.config
+    config.setdefault("MEDIA_POLICY", "upload")
+    config["MEDIA_POLICY"] = as_str(config, "MEDIA_POLICY", required=True)
+    if not _NAME.fullmatch(config["MEDIA_POLICY"]) or config["MEDIA_POLICY"] in config["COLLECTIONS"]:
+        raise ConfigError(
+            f"{env_name('MEDIA_POLICY')} must be a policy name (letters, digits, '_', '-') that is not "
+            f"also in {env_name('COLLECTIONS')}, got {config['MEDIA_POLICY']!r}"
+        )
     config["POLICIES"] = load_policies(config)
     config.setdefault("ROLE_CACHEABLE", "")
     config["ROLE_CACHEABLE"] = as_names(config, "ROLE_CACHEABLE")

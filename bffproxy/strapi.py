@@ -153,11 +153,35 @@ class StrapiClient:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | tuple[float, float] | None = None,
+        data: Any = None,
     ) -> StrapiResponse:
-        """Send one request to Strapi (through admission, when set); translate failures and 5xx."""
-        if self.admission is None:
-            return self._send(method, path, params, json_body, headers, timeout)
-        return self.admission.call(lambda: self._send(method, path, params, json_body, headers, timeout))
+        """Send one request to Strapi (through admission, when set); translate failures and 5xx.
+
+        ``data`` is a body sent as it is: a file object is streamed from where it stands.
+        """
+
+        def send() -> StrapiResponse:
+            response = self._exchange(method, path, params, json_body, headers, timeout, data=data)
+            return self._receive(method, path, response)
+
+        return send() if self.admission is None else self.admission.call(send)
+
+    def stream(
+        self, method: str, path: str, *, headers: Mapping[str, str] | None = None
+    ) -> requests.Response:
+        """Open a request whose body the caller reads in chunks, then closes (files); errors as request()'s.
+
+        Admission covers the call until Strapi's headers arrive, not the reading of the body.
+        """
+
+        def send() -> requests.Response:
+            response = self._exchange(method, path, None, None, headers, None, stream=True)
+            if response.status_code >= 500:
+                response.close()
+                self._receive(method, path, response)  # raises the 502/504
+            return response
+
+        return send() if self.admission is None else self.admission.call(send)
 
     def waiting_place(self) -> Any:
         """A waiting place for a call to this Strapi (admission.py), or None when none is free."""
@@ -165,7 +189,7 @@ class StrapiClient:
             return _NO_GATE
         return self.admission.waiting_place()
 
-    def _send(
+    def _exchange(
         self,
         method: str,
         path: str,
@@ -173,22 +197,26 @@ class StrapiClient:
         json_body: Any,
         headers: Mapping[str, str] | None,
         timeout: float | tuple[float, float] | None,
-    ) -> StrapiResponse:
+        *,
+        data: Any = None,
+        stream: bool = False,
+    ) -> requests.Response:
         """One HTTP exchange with Strapi, errors translated at this one boundary."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         try:
-            response = self.session.request(
+            return self.session.request(
                 method,
                 url,
                 params=params,
                 json=json_body,
+                data=data,
                 headers=dict(headers or {}),
                 timeout=timeout or self.timeout,
                 allow_redirects=False,
+                stream=stream,
             )
         except requests.RequestException as exc:
             raise self._translate(method, exc) from exc
-        return self._receive(method, path, response)
 
     def _receive(self, method: str, path: str, response: requests.Response) -> StrapiResponse:
         """Keep a 2xx-4xx answer; turn a 5xx into a 502/504 error.

@@ -30,6 +30,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from . import media
 from .bodies import json_or_none
 from .errors import ApiError, BadRequest, Unauthorized
 from .invalidation import purge
@@ -126,6 +127,8 @@ def _authenticate() -> None:
 
 def _apply(delivery: Delivery | str) -> tuple[dict[str, Any], int]:
     """Invalidate what the delivery changed; say what, with 200, or why nothing, with 202."""
+    if isinstance(delivery, str) and delivery in media.EVENTS:  # media.create|update|delete
+        return media.changed_by_webhook(delivery)
     if isinstance(delivery, str):
         return {"event": delivery, "invalidated": [], "ignored": "not an entry event"}, 202
     collection = collection_for(delivery.model)

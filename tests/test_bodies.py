@@ -145,7 +145,7 @@ def test_unread_body_within_the_limit_is_consumed_too(app: Flask) -> None:
 
 
 def test_body_shorter_than_its_content_length_is_400(app: Flask) -> None:
-    environ, _ = environ_for("/webhooks/strapi", b'{"event": "media.create"}', headers=WEBHOOK)
+    environ, _ = environ_for("/webhooks/strapi", b'{"event": "releases.publish"}', headers=WEBHOOK)
     environ["CONTENT_LENGTH"] = "1000"
     status, _, body = call(app, environ)
     assert (status, body["error"]["code"]) == (400, "bad_request")
@@ -169,7 +169,7 @@ def test_chunked_publish_over_the_limit_is_413_not_a_truncated_400(
 
 def test_chunked_webhook_with_a_whitespace_tail_over_the_limit_is_413(app: Flask) -> None:
     # Cut at 1 MiB, this body is still valid JSON; it must be refused, not accepted as a 202.
-    delivery = json.dumps({"event": "media.create"}).encode() + b" " * (2 * MIB)
+    delivery = json.dumps({"event": "releases.publish"}).encode() + b" " * (2 * MIB)
     environ, _ = environ_for("/webhooks/strapi", delivery, chunked=True, headers=WEBHOOK)
     status, _, body = call(app, environ)
     assert_too_large(status, body)
@@ -195,7 +195,7 @@ def test_chunked_body_of_exactly_the_limit_is_read_whole(
 ) -> None:
     config["MAX_CONTENT_LENGTH"] = 300
     app = create_app(config)
-    delivery = json.dumps({"event": "media.create"}).encode()
+    delivery = json.dumps({"event": "releases.publish"}).encode()
     delivery += b" " * (300 - len(delivery))
     environ, _ = environ_for("/webhooks/strapi", delivery, chunked=True, headers=WEBHOOK)
     status, _, body = call(app, environ)

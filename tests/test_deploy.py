@@ -47,6 +47,7 @@ def render_site_conf(upstream_port: int, listen_port: int, log_dir: Path, source
         "listen [::]:80;": "",
         "/var/log/nginx/bffproxy.access.log": str(log_dir / "access.log"),
         "/var/log/nginx/bffproxy.error.log": str(log_dir / "error.log"),
+        "/var/cache/nginx/bffproxy-media": str(log_dir / "media-cache"),
     }
     for old, new in replacements.items():
         assert text.count(old) == 1, f"{source.name} should contain {old!r} exactly once"
@@ -113,7 +114,9 @@ def test_nginx_conf_limits_match_bffproxy_defaults() -> None:
     text = SITE_CONF.read_text()
     assert DEFAULTS["MAX_CONTENT_LENGTH"] == 1024 * 1024
     assert "client_max_body_size 1m;" in text
-    assert not re.search(r"^\s*proxy_cache\s", text, re.M), "bffproxy is the cache; nginx must not cache"
+    # bffproxy is the cache; nginx caches only the media files bffproxy streams without keeping them.
+    cached = re.findall(r"location ([^{]*)\{[^}]*^\s*proxy_cache\s", text, re.M)
+    assert cached == ["/uploads/ "], cached
 
 
 @pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")

@@ -176,10 +176,10 @@ def test_unknown_model_is_202_and_invalidates_nothing(client: FlaskClient) -> No
 
 
 def test_events_other_than_entry_events_are_ignored(client: FlaskClient) -> None:
-    response = deliver(client, {"event": "media.create", "media": {"id": 1}})
+    response = deliver(client, {"event": "releases.publish", "release": {"id": 1}})
     assert response.status_code == 202
     assert response.get_json() == {
-        "event": "media.create",
+        "event": "releases.publish",
         "invalidated": [],
         "ignored": "not an entry event",
     }

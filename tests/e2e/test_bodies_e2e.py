@@ -86,7 +86,7 @@ def test_requests_reads_the_413_and_keeps_its_connection(bff: Gunicorn) -> None:
         answer = session.post(f"{bff.url}/webhooks/strapi", data=b" " * 5_000_000, headers={**JSON, **SECRET})
         assert_too_large(answer)
         again = session.post(
-            f"{bff.url}/webhooks/strapi", json={"event": "media.create"}, headers=SECRET, timeout=10
+            f"{bff.url}/webhooks/strapi", json={"event": "releases.publish"}, headers=SECRET, timeout=10
         )
         assert again.status_code == 202, again.text  # the rest of the 5 MB was not read as a request
 
@@ -118,7 +118,7 @@ def test_chunked_5_mb_publish_is_413_not_a_truncated_400(bff: Gunicorn, editor: 
 
 
 def test_chunked_2_mb_webhook_with_a_whitespace_tail_is_413_not_202(bff: Gunicorn) -> None:
-    delivery = json.dumps({"event": "media.create"}).encode() + b" " * (2 * MIB)
+    delivery = json.dumps({"event": "releases.publish"}).encode() + b" " * (2 * MIB)
     answer = requests.post(
         f"{bff.url}/webhooks/strapi", data=chunks(delivery), headers={**JSON, **SECRET}, timeout=60
     )
@@ -126,7 +126,7 @@ def test_chunked_2_mb_webhook_with_a_whitespace_tail_is_413_not_202(bff: Gunicor
 
 
 def test_chunked_bodies_within_the_limit_are_read_whole(bff: Gunicorn) -> None:
-    delivery = json.dumps({"event": "media.create"}).encode() + b" " * (MIB - 100)
+    delivery = json.dumps({"event": "releases.publish"}).encode() + b" " * (MIB - 100)
     answer = requests.post(
         f"{bff.url}/webhooks/strapi", data=chunks(delivery), headers={**JSON, **SECRET}, timeout=60
     )

@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,13 @@ def _listening(port: int) -> bool:
 @pytest.fixture
 def front(start_bff: Callable[..., Gunicorn], tmp_path: Path) -> Iterator[Front]:
     """bffproxy (2 workers, trusting one proxy) behind the shipped nginx site."""
-    bff = start_bff(TRUSTED_PROXIES=1)
+    with nginx_in_front_of(start_bff(TRUSTED_PROXIES=1), tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def nginx_in_front_of(bff: Gunicorn, tmp_path: Path) -> Iterator[Front]:
+    """The shipped nginx site on a free port in front of ``bff``; stopped on exit."""
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     port = free_port()
@@ -158,7 +165,7 @@ def test_body_over_one_mib_gets_413_json(front: Front) -> None:
 
 
 WEBHOOK = {"Content-Type": "application/json", "X-Webhook-Secret": "e2e-webhook-secret"}
-DELIVERY = json.dumps({"event": "media.create"}).encode()
+DELIVERY = json.dumps({"event": "releases.publish"}).encode()
 
 
 @pytest.mark.parametrize("how", ["urllib 5 MB", "chunked 2 MB"])
