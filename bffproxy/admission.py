@@ -285,7 +285,9 @@ class _NoLock:
 
 def admission_for(app: Flask, tenant: str, policy: AdmissionPolicy) -> Admission:
     """A tenant's admission over the app's shared store and its shared locks."""
-    locks = shared_locks(app, "locks")
+    # Their own lock files: a probe sharing a stripe with a cache key would make that key's
+    # requests wait behind a hanging probe (found by the hostile tester's half-open test).
+    locks = shared_locks(app, "breaker", stripes=16)
     config = app.config
     probe_ttl = config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 1
 

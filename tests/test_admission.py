@@ -331,3 +331,20 @@ def test_an_open_circuit_never_promises_more_than_breaker_reset_after_the_clock_
     assert int(refused.value.headers["Retry-After"]) <= 10
     clock.advance(11)
     assert gate.call(lambda: "sent") == "sent"  # the probe goes through 11 s later
+
+
+def test_the_probe_lock_never_shares_a_file_with_a_cache_key(config: dict[str, Any]) -> None:
+    # Found by the hostile tester: a cache key whose flock stripe was the probe's waited behind a
+    # probe hanging on Strapi. With the probe held, every cache key's lock must be free.
+    app = create_app(config)
+    gate = app.extensions["bffproxy.tenants"].default.strapi.admission
+    cache_locks = app.extensions["bffproxy.cache"].locks
+    probe = gate.probe_lock()
+    assert probe is not None
+    try:
+        for n in range(4096):  # 4 keys per stripe on average: every stripe is tried
+            lock = cache_locks.try_acquire(f"v1:default:articles:g.g:{n}", 5)
+            assert lock is not None, n
+            lock.release()
+    finally:
+        probe.release()
