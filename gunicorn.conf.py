@@ -32,12 +32,51 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s c
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+# The tenants file the operator edits; workers read the copy the arbiter last validated.
+TENANTS_SOURCE = "BFFPROXY_TENANTS_SOURCE"
+
+
+def _validated_app():
+    """Build bffproxy once in the arbiter, from the operator's tenants file; ConfigError if bad."""
+    from bffproxy import create_app
+
+    source = os.environ.setdefault(TENANTS_SOURCE, os.environ.get("BFFPROXY_TENANTS_FILE", ""))
+    if source:
+        os.environ["BFFPROXY_TENANTS_FILE"] = source
+    return create_app()
+
+
+def _activate(app):
+    """Point the workers about to start at a copy of the tenants file that just passed validation."""
+    from bffproxy.tenants_file import snapshot
+
+    source = os.environ.get(TENANTS_SOURCE)
+    if source:
+        os.environ["BFFPROXY_TENANTS_FILE"] = snapshot(source, app.config["CACHE_DIR"])
+
+
 def on_starting(server):
     """Refuse to boot on a configuration error, with one line and before any worker forks."""
-    from bffproxy import ConfigError, create_app
+    from bffproxy import ConfigError
 
     try:
-        create_app()
+        _activate(_validated_app())
     except ConfigError as exc:
         print(f"bffproxy: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(3) from None
+
+
+def on_reload(server):
+    """systemctl reload (HUP): new workers get the new configuration only if it is valid.
+
+    A broken tenants file must not take a running server down: the error is logged and the new
+    workers start on the last copy that passed (an exception here would stop the arbiter).
+    """
+    previous = os.environ.get("BFFPROXY_TENANTS_FILE", "")
+    try:
+        _activate(_validated_app())
+    except Exception as exc:  # whatever it is, the running server must stay up
+        os.environ["BFFPROXY_TENANTS_FILE"] = previous
+        server.log.error("bffproxy: configuration error on reload, keeping the previous one: %s", exc)
+    else:
+        server.log.info("bffproxy: configuration reloaded")

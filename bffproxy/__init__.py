@@ -17,20 +17,44 @@ from . import (
     bodies,
     caching,
     content,
+    cors,
     errors,
     health,
     hits,
     invalidation,
     logs,
     media,
+    policies,
     publishing,
+    ratelimit,
     request_id,
+    rules,
+    settings,
+    strapi_admin,
     tenants,
     webhooks,
 )
 from .settings import ConfigError, load_config
+from .tenant_routing import TenantRouting
 
 __all__ = ["ConfigError", "create_app"]
+
+
+# Each validates one tenant's settings in place, in this order (later ones read earlier results).
+TENANT_SETTINGS: tuple[tenants.TenantSettings, ...] = (
+    settings.validate_tenant,
+    caching.configure_tenant,
+    content.configure_tenant,
+    policies.configure_tenant,
+    auth.configure_tenant,
+    webhooks.configure_tenant,
+    invalidation.configure_tenant,
+    ratelimit.configure_tenant,
+    strapi_admin.configure_tenant,
+    rules.configure_tenant,
+    media.configure_tenant,
+    publishing.check_single_types,
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -44,13 +68,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _configure_logging(app)
     errors.init_app(app)
     request_id.init_app(app)
-    tenants.init_app(app)
+    caching.configure(app.config)  # process-wide settings the tenants' derive from
+    media.configure(app.config)
+    tenants.init_app(app, TENANT_SETTINGS)
     caching.init_app(app)
     admission.init_app(app)
     auth.init_app(app)
     accounts.init_app(app)
-    invalidation.init_app(app)
-    webhooks.init_app(app)
     admin.init_app(app)
     publishing.init_app(app)
     health.init_app(app)
@@ -62,7 +86,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none
     if app.config["FAST_HITS"]:
         app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]
-    if app.config["TRUSTED_PROXIES"]:
+    app.wsgi_app = cors.Cors(app.wsgi_app, tenants.cors_options_of)  # type: ignore[method-assign]
+    registry = app.extensions["bffproxy.tenants"]
+    app.wsgi_app = TenantRouting(app.wsgi_app, registry.matcher)  # type: ignore[method-assign]
+    if app.config["TRUSTED_PROXIES"]:  # outermost: the Host routing reads is the client's
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     return app

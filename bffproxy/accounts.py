@@ -9,14 +9,14 @@ own per-address limit counts each client, not bffproxy's one address (Strapi mus
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from . import ratelimit
 from .auth import require_auth, signed_in
 from .bodies import json_or_none
 from .content import forwarded_headers
 from .errors import BadRequest
-from .tenants import current_tenant
+from .tenants import current_tenant, tenant_config
 
 bp = Blueprint("accounts", __name__)
 
@@ -25,7 +25,7 @@ NO_STORE = "no-store"
 
 def pass_through(path: str) -> Response:
     """POST the client's JSON body to Strapi's ``path`` and answer with Strapi's status and body."""
-    ratelimit.limiter().check(path, current_app.config["LOGIN_RATE_LIMIT"])
+    ratelimit.limiter().check(path, tenant_config()["LOGIN_RATE_LIMIT"])
     body = json_or_none() if request.content_length else {}
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")

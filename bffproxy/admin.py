@@ -1,8 +1,10 @@
 """Operator API: ``POST /admin/cache/purge`` with ``Authorization: Bearer <BFFPROXY_ADMIN_TOKEN>``.
 
 Bodies: ``{"collection": "articles"}``, ``{"collection": "articles", "documentId": "..."}`` or
-``{"all": true}``. Answers 200 with what was invalidated; 400 for a body that is not a JSON object,
-422 for a bad scope, 401 for a missing or wrong token, 503 when the shared store refuses the write.
+``{"all": true}``, each with an optional ``"tenant": "<name>"`` (else the tenant the host or path
+prefix routes to, else the tenants file's default). Answers 200 with what was invalidated; 400 for
+a body that is not a JSON object, 422 for a bad scope, 401 for a missing or wrong token, 503 when
+the shared store refuses the write.
 
 While ``BFFPROXY_ADMIN_TOKEN`` is unset the whole admin API answers 404 ``admin_disabled``: there is
 no credential that could be right, and a 404 neither invites guessing nor looks like a bad token.
@@ -14,19 +16,19 @@ import hmac
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from .bodies import json_or_none
 from .errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from .invalidation import purge
 from .settings import as_str, env_name
-from .tenants import current_tenant
+from .tenants import registry
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-PURGE_FIELDS = frozenset({"collection", "documentId", "all"})
+PURGE_FIELDS = frozenset({"collection", "documentId", "all", "tenant"})
 
 
 class AdminDisabled(NotFound):
@@ -70,8 +72,11 @@ def purge_cache() -> Response:
     everything = _optional(body, "all", bool)
     if everything is False:
         raise Unprocessable("'all' can only be true; leave it out to purge a collection.")
+    named = _optional(body, "tenant", str)
+    routed = g.get("tenant")
+    tenant = registry().named(named) if named is not None or routed is None else routed
     result = purge(
-        current_tenant().name,
+        tenant.name,
         collection=_optional(body, "collection", str),
         document_id=_optional(body, "documentId", str),
         everything=bool(everything),

@@ -40,7 +40,7 @@ from .request_id import current_request_id
 from .settings import ConfigError, as_number, as_str, env_name
 from .store import StoreUnavailable, shared_store
 from .strapi import StrapiClient
-from .tenants import current_tenant
+from .tenants import current_tenant, tenant_config
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _authenticate() -> Identity | None:
     header = request.headers.get("Authorization", "").strip()
     if not header:
         return None
-    if not current_app.config["STRAPI_JWT_SECRET"]:
+    if not tenant_config()["STRAPI_JWT_SECRET"]:
         raise AuthNotConfigured()
     token = bearer_token(header)
     user_id = user_id_of(verified_claims(token))
@@ -379,16 +379,10 @@ def require_permission(action: str) -> Callable[[F], F]:
 # -- set-up ----------------------------------------------------------------------------------------
 
 
-def init_app(app: Flask) -> None:
-    """Validate the auth settings, configure flask-jwt-extended for Strapi's tokens, load policies."""
-    config = app.config
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's JWT secret (Strapi's JWT_SECRET): required when a policy needs users."""
     config.setdefault("STRAPI_JWT_SECRET", "")
-    config.setdefault("JWT_LEEWAY", 10)
-    config.setdefault("ROLE_CACHE_TTL", 60)
     config["STRAPI_JWT_SECRET"] = as_str(config, "STRAPI_JWT_SECRET")
-    config["JWT_LEEWAY"] = as_number(config, "JWT_LEEWAY", int, minimum=0)
-    config["ROLE_CACHE_TTL"] = as_number(config, "ROLE_CACHE_TTL", int, minimum=0)
-    policies.init_app(app)
     if not config["STRAPI_JWT_SECRET"]:
         if policies.needs_signed_in_users(config["POLICIES"]):
             raise ConfigError(
@@ -402,10 +396,26 @@ def init_app(app: Flask) -> None:
             "consider a longer JWT_SECRET in Strapi",
             env_name("STRAPI_JWT_SECRET"),
         )
+
+
+def _tenant_secret(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """flask-jwt-extended's key: the JWT secret of the request's tenant (A's tokens fail on B)."""
+    secret: str = tenant_config()["STRAPI_JWT_SECRET"]
+    return secret
+
+
+def init_app(app: Flask) -> None:
+    """Validate the process-wide auth settings and configure flask-jwt-extended for Strapi's tokens."""
+    config = app.config
+    config.setdefault("JWT_LEEWAY", 10)
+    config.setdefault("ROLE_CACHE_TTL", 60)
+    config["JWT_LEEWAY"] = as_number(config, "JWT_LEEWAY", int, minimum=0)
+    config["ROLE_CACHE_TTL"] = as_number(config, "ROLE_CACHE_TTL", int, minimum=0)
     # The secret is Strapi's choice, said once above; PyJWT would warn again on every request.
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    jwt.decode_key_loader(_tenant_secret)
     config.update(
-        JWT_SECRET_KEY=config["STRAPI_JWT_SECRET"] or None,
+        JWT_SECRET_KEY=None,  # each tenant's: _tenant_secret
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],  # never "none", never an algorithm the header picks
         JWT_TOKEN_LOCATION=["headers"],

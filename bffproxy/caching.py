@@ -387,20 +387,20 @@ def content_cache() -> ContentCache:
     return result
 
 
-def _configure(app: Flask) -> None:
-    """Validate the cache settings."""
-    config = app.config
+def configure(config: Any) -> None:
+    """Validate the process-wide cache settings (before the tenants', which use them)."""
     config.setdefault("STALE_WHILE_REVALIDATE", 30)
     config.setdefault("STALE_IF_ERROR", 3600)
     config.setdefault("CACHE_LOCK_WAIT", 0)
     config.setdefault("CACHE_COALESCE_WAIT", 1.0)
-    config.setdefault("CACHE_CONTROL", {})
     config.setdefault("CLIENT_MAX_AGE", 0)
+    config.setdefault("SHARED_MAX_AGE", 5)
     config.setdefault("CACHE_MEMORY_MB", 32)
     for key in (
         "STALE_WHILE_REVALIDATE",
         "STALE_IF_ERROR",
         "CLIENT_MAX_AGE",
+        "SHARED_MAX_AGE",
         "CACHE_MEMORY_MB",
     ):
         config[key] = as_number(config, key, int, minimum=0)
@@ -408,9 +408,15 @@ def _configure(app: Flask) -> None:
     wait = as_number(config, "CACHE_LOCK_WAIT", float, minimum=0)
     # A waiter never waits longer than one full Strapi call could take, plus a margin.
     config["CACHE_LOCK_WAIT"] = wait or config["STRAPI_CONNECT_TIMEOUT"] + config["STRAPI_READ_TIMEOUT"] + 1
-    config["CACHE_CONTROL"] = as_mapping(config, "CACHE_CONTROL", str, allowed=config["COLLECTIONS"])
     config["CACHE_KEY_PREFIX"] = as_str(config, "CACHE_KEY_PREFIX") or "bffproxy:"
     config["CACHE_MAX_MB"] = _store_megabytes(config)
+
+
+def configure_tenant(config: dict[str, Any]) -> None:
+    """One tenant's Cache-Control per collection and the TTL and grace windows of each (FRESHNESS)."""
+    config.setdefault("CACHE_CONTROL", {})
+    config["CACHE_CONTROL"] = as_mapping(config, "CACHE_CONTROL", str, allowed=config["COLLECTIONS"])
+    config["FRESHNESS"] = resolve_freshness(config)
 
 
 def _store_megabytes(config: dict[str, Any]) -> int:
@@ -424,10 +430,8 @@ def _store_megabytes(config: dict[str, Any]) -> int:
 
 
 def init_app(app: Flask) -> None:
-    """Validate the cache settings, build the shared store and the content cache with its locks."""
-    _configure(app)
+    """Build the shared store and the content cache with its locks (settings: :func:`configure`)."""
     shared_store.init_app(app)
-    app.extensions["bffproxy.freshness"] = resolve_freshness(app.config)
     app.extensions["bffproxy.cache"] = ContentCache(
         app.extensions["bffproxy.store"],
         shared_locks(app, "locks"),

@@ -17,6 +17,7 @@ from .errors import ApiError
 from .invalidation import purge
 from .settings import ConfigError
 from .tenants import registry
+from .tenants_file import SETTINGS as TENANT_SETTINGS
 
 MASK = "***"
 # A name holding one of these words is a secret: STRAPI_API_TOKEN, JWT_SECRET_KEY, ADMIN_PASSWORD...
@@ -51,6 +52,13 @@ def check_config() -> None:
         if not key.isupper() or key.startswith(("SESSION_", "TEMPLATES_", "EXPLAIN_", "PREFERRED_")):
             continue
         click.echo(f"{key} = {masked_value(key, current_app.config[key])!r}")
+    if current_app.config["TENANTS_FILE"]:
+        for tenant in registry():
+            click.echo(
+                f"[tenant {tenant.name}] hosts={list(tenant.hosts)!r} path_prefix={tenant.path_prefix!r}"
+            )
+            for key in sorted(set(TENANT_SETTINGS.values())):
+                click.echo(f"  {key} = {masked_value(key, tenant.config.get(key))!r}")
 
 
 def is_secret_name(name: str) -> bool:
@@ -134,12 +142,18 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 @click.option("--collection", help="Purge this collection (and the collections related to it).")
 @click.option("--document-id", help="The document that changed (needs --collection).")
 @click.option("--all", "everything", is_flag=True, help="Purge every cached entry of the tenant.")
+@click.option("--tenant", help="The tenant (required with a tenants file that has no default_tenant).")
 @with_appcontext
-def purge_command(collection: str | None, document_id: str | None, everything: bool) -> None:
+def purge_command(
+    collection: str | None, document_id: str | None, everything: bool, tenant: str | None
+) -> None:
     """Drop cached entries in the shared store, for every worker and instance that uses it."""
     try:
         result = purge(
-            registry().default.name, collection=collection, document_id=document_id, everything=everything
+            registry().named(tenant).name,
+            collection=collection,
+            document_id=document_id,
+            everything=everything,
         )
     except ApiError as exc:
         if exc.status < 500:

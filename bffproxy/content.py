@@ -22,8 +22,9 @@ names (403 for others), fetched with the server's API token.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from werkzeug.http import parse_etags
 
 from .auth import Identity, authorize
@@ -32,9 +33,8 @@ from .errors import DraftsNotAllowed
 from .reads import ReadRoute, response_format
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import current_request_id
-from .settings import as_number
 from .strapi import FORWARDED_REQUEST_HEADERS, StrapiClient
-from .tenants import current_tenant
+from .tenants import current_tenant, tenant_config
 
 bp = Blueprint("content", __name__)
 
@@ -128,7 +128,7 @@ def serve_signed_in_read(identity: Identity, route: ReadRoute) -> Response:
     headers = forwarded_headers()
     credentials = client.service_authorization() if route.drafts else client.authorization(identity.token)
     load = loader(client, route, {**headers, **credentials})
-    if collection in current_app.config["ROLE_CACHEABLE"]:
+    if collection in tenant_config()["ROLE_CACHEABLE"]:
         # The role leads the signature, so no anonymous request (whose signature starts with the
         # path) can ever share this entry; no stale windows: a refresh must not outlive the token.
         signature = f"role={identity.role};drafts={int(route.drafts)}|"
@@ -144,12 +144,12 @@ def serve_signed_in_read(identity: Identity, route: ReadRoute) -> Response:
 
 def cache_control_for(collection: str) -> str:
     """The Cache-Control of a public answer: configured per collection, or derived from TTLs."""
-    resolved: dict[str, str] = current_app.extensions["bffproxy.cache_control"]
+    resolved: dict[str, str] = tenant_config()["PUBLIC_CACHE_CONTROL"]
     return resolved[collection]
 
 
-def _resolve_cache_control(app: Flask) -> dict[str, str]:
-    """Every exposed collection's public Cache-Control, computed once at start-up.
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Every exposed collection's public Cache-Control (PUBLIC_CACHE_CONTROL), computed once.
 
     Only bffproxy's own entries are invalidated on change; a CDN or nginx cache in front is not. So
     downstream lifetimes are short and separate from the TTL: browsers get ``max-age`` (default 0,
@@ -157,16 +157,14 @@ def _resolve_cache_control(app: Flask) -> dict[str, str]:
     5 s, the longest a change can stay invisible behind one), and no stale-* directives, which would
     let them keep invalidated content for the whole window.
     """
-    config = app.config
-    config.setdefault("SHARED_MAX_AGE", 5)
-    config["SHARED_MAX_AGE"] = as_number(config, "SHARED_MAX_AGE", int, minimum=0)
     default = f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={config['SHARED_MAX_AGE']}"
-    return {name: config["CACHE_CONTROL"].get(name) or default for name in config["COLLECTIONS"]}
+    config["PUBLIC_CACHE_CONTROL"] = {
+        name: config["CACHE_CONTROL"].get(name) or default for name in config["COLLECTIONS"]
+    }
 
 
 def init_app(app: Flask) -> None:
-    """Register the read routes and precompute what every hit needs."""
-    app.extensions["bffproxy.cache_control"] = _resolve_cache_control(app)
+    """Register the read routes."""
     app.register_blueprint(bp)
 
 

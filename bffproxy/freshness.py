@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
+from flask import g
 
 ENTRY_VERSION = "v1"
 
@@ -91,8 +91,8 @@ class Served:
 
 
 def freshness_for(collection: str) -> Freshness:
-    """The configured TTL and grace windows of ``collection`` (resolved once at start-up)."""
-    resolved: dict[str, Freshness] = current_app.extensions["bffproxy.freshness"]
+    """The current tenant's TTL and grace windows of ``collection`` (resolved once at start-up)."""
+    resolved: dict[str, Freshness] = g.tenant.config["FRESHNESS"]
     return resolved[collection]
 
 

@@ -25,12 +25,13 @@ from typing import Any
 from flask import Flask
 
 from . import policies
-from .caching import ContentCache, Freshness, Served
+from .caching import ContentCache, Served
 from .content import entry_headers, not_modified
 from .errors import ApiError
 from .reads import response_format, split_read_path
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import request_id_for
+from .tenant_routing import ENVIRON_KEY
 from .tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,14 @@ class FreshHits:
     def __init__(self, wsgi_app: WsgiApp, app: Flask) -> None:
         self.wsgi_app = wsgi_app
         self.cache: ContentCache = app.extensions["bffproxy.cache"]
-        self.tenant: Tenant = app.extensions["bffproxy.tenants"].default
-        self.freshness: dict[str, Freshness] = app.extensions["bffproxy.freshness"]
-        self.cache_control: dict[str, str] = app.extensions["bffproxy.cache_control"]
         self.debug_headers = bool(app.config["DEBUG_HEADERS"])
-        with app.app_context():
-            self.public = frozenset(c for c in app.config["COLLECTIONS"] if policies.is_public(c, "read"))
+        # Per tenant, the collections anyone may read: the only ones a fast hit can answer.
+        self.public: dict[str, frozenset[str]] = {
+            tenant.name: frozenset(
+                c for c in tenant.collections if policies.PUBLIC in tenant.config["POLICIES"][c]["read"]
+            )
+            for tenant in app.extensions["bffproxy.tenants"]
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         try:
@@ -69,22 +72,27 @@ class FreshHits:
         method = environ.get("REQUEST_METHOD")
         if method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in environ:
             return None
+        tenant: Tenant | None = environ.get(ENVIRON_KEY)  # routed by tenant_routing.py
+        if tenant is None:
+            return None
         path_info = environ.get("PATH_INFO", "")
         split = split_read_path(path_info)
-        if split is None or split[0] not in self.public:
+        if split is None or split[0] not in self.public[tenant.name]:
             return None
         try:  # the same router as the Flask view: a refused route is refused there, in our envelope
-            route = self.tenant.router.route(path_info, environ.get("QUERY_STRING", ""))
+            route = tenant.router.route(path_info, environ.get("QUERY_STRING", ""))
         except ApiError:
             return None
         if route.drafts:
             return None
         collection = route.collection
         signature = route.signature(response_format(environ.get("HTTP_STRAPI_RESPONSE_FORMAT")))
-        entry = self.cache.fresh_entry(self.tenant.name, collection, signature, self.freshness[collection])
+        freshness = tenant.config["FRESHNESS"][collection]
+        entry = self.cache.fresh_entry(tenant.name, collection, signature, freshness)
         if entry is None:
             return None
-        answer = entry_headers(Served(entry, "HIT"), self.cache_control[collection], self.cache.clock())
+        cache_control = tenant.config["PUBLIC_CACHE_CONTROL"][collection]
+        answer = entry_headers(Served(entry, "HIT"), cache_control, self.cache.clock())
         answer.append((REQUEST_ID_HEADER, request_id_for(environ.get("HTTP_X_REQUEST_ID"))))
         if self.debug_headers:
             answer.append(("X-BFF-Worker", str(os.getpid())))

@@ -16,12 +16,11 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, current_app
-
 from .caching import StoreUnavailable, content_cache
 from .errors import ServiceUnavailable, Unprocessable
 from .reads import DOCUMENT_ID, is_document_id  # noqa: F401  (DOCUMENT_ID: publishing imports it here)
 from .settings import ConfigError, as_mapping, env_name
+from .tenants import registry
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +33,16 @@ class CacheUnavailable(ServiceUnavailable):
     code, message = "cache_unavailable", "The shared cache cannot be reached; nothing was invalidated."
 
 
-def related_collections(collection: str) -> tuple[str, ...]:
-    """The configured collections whose cached answers may embed ``collection``."""
-    relations: dict[str, tuple[str, ...]] = current_app.config["RELATIONS"]
+def related_collections(tenant: str, collection: str) -> tuple[str, ...]:
+    """The collections of ``tenant`` whose cached answers may embed ``collection``."""
+    relations: dict[str, tuple[str, ...]] = registry().named(tenant).config["RELATIONS"]
     return relations.get(collection, ())
 
 
 def invalidate_collection(tenant: str, collection: str, also: Iterable[str] = ()) -> list[str]:
     """Drop every entry of ``collection``, of its related collections and of ``also``."""
-    exposed = current_app.config["COLLECTIONS"]
-    targets = [c for c in (collection, *related_collections(collection), *also) if c in exposed]
+    exposed = registry().named(tenant).collections
+    targets = [c for c in (collection, *related_collections(tenant, collection), *also) if c in exposed]
     return content_cache().invalidate(tenant, targets)
 
 
@@ -62,11 +61,11 @@ def purge(
     document purge drops the collection and its related collections: still O(1), never stale.
     Raises Unprocessable for a bad scope and CacheUnavailable when the store refuses the write.
     """
-    scope = _check_scope(collection, document_id, everything)
+    scope = _check_scope(tenant, collection, document_id, everything)
     try:
         if everything:
             content_cache().invalidate_tenant(tenant)
-            dropped = list(current_app.config["COLLECTIONS"])
+            dropped = list(registry().named(tenant).collections)
         else:
             assert collection is not None  # _check_scope guarantees it
             dropped = invalidate_collection(tenant, collection, also)
@@ -82,7 +81,7 @@ def purge(
     return result
 
 
-def _check_scope(collection: str | None, document_id: str | None, everything: bool) -> str:
+def _check_scope(tenant: str, collection: str | None, document_id: str | None, everything: bool) -> str:
     """Name the scope of a purge ("all", "collection", "document") or raise Unprocessable."""
     if everything:
         if collection or document_id:
@@ -90,10 +89,10 @@ def _check_scope(collection: str | None, document_id: str | None, everything: bo
         return "all"
     if not collection:
         raise Unprocessable("Name a collection (and optionally a documentId), or purge everything.")
-    if collection not in current_app.config["COLLECTIONS"]:
+    known = registry().named(tenant).collections
+    if collection not in known:
         raise Unprocessable(
-            f"Unknown collection {collection!r}.",
-            details={"collection": collection, "known": list(current_app.config["COLLECTIONS"])},
+            f"Unknown collection {collection!r}.", details={"collection": collection, "known": list(known)}
         )
     if document_id is None:
         return "collection"
@@ -102,21 +101,18 @@ def _check_scope(collection: str | None, document_id: str | None, everything: bo
     return "document"
 
 
-def _parse_relations(app: Flask) -> dict[str, tuple[str, ...]]:
-    """Validate RELATIONS: every name on either side must be an exposed collection."""
-    exposed = app.config["COLLECTIONS"]
-    raw = app.config.get("RELATIONS") or {}
-    relations = as_mapping({"RELATIONS": raw}, "RELATIONS", str, allowed=exposed)
-    parsed: dict[str, tuple[str, ...]] = {}
-    for collection, names in relations.items():
-        related = tuple(n.strip() for n in names.replace("+", ",").split(",") if n.strip())
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate RELATIONS: every name on either side must be one of the tenant's collections."""
+    exposed = config["COLLECTIONS"]
+    raw = config.get("RELATIONS") or {}
+    relations = as_mapping({"RELATIONS": raw}, "RELATIONS", _names, allowed=exposed)
+    for collection, related in relations.items():
         unknown = [n for n in related if n not in exposed]
         if unknown:
             raise ConfigError(f"{env_name('RELATIONS')}__{collection} names unknown collection(s) {unknown}")
-        parsed[collection] = related
-    return parsed
+    config["RELATIONS"] = relations
 
 
-def init_app(app: Flask) -> None:
-    """Validate the relation map once at start-up."""
-    app.config["RELATIONS"] = _parse_relations(app)
+def _names(text: str) -> tuple[str, ...]:
+    """``categories+tags`` or ``categories,tags``."""
+    return tuple(n.strip() for n in text.replace("+", ",").split(",") if n.strip())

@@ -49,7 +49,7 @@ from functools import cached_property
 from typing import IO, Any
 
 import requests
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from urllib3.fields import format_multipart_header_param
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import (
@@ -77,7 +77,7 @@ from .reads import NO_QUERY, WriteQuery
 from .relation_paths import ModelledCollection, PathWalker, draft_path
 from .settings import ConfigError, as_names, as_number, as_str, env_name
 from .strapi import StrapiClient, StrapiResponse
-from .tenants import current_tenant
+from .tenants import current_tenant, tenant_config
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ class MediaConfig:
 
 
 def media_config() -> MediaConfig:
-    """The media settings of the current app."""
-    config: MediaConfig = current_app.extensions["bffproxy.media"]
+    """The media settings of the request's tenant."""
+    config: MediaConfig = tenant_config()["MEDIA"]
     return config
 
 
@@ -611,13 +611,18 @@ bp.after_request(audit.emit)
 # -- set-up ----------------------------------------------------------------------------------------
 
 
-def init_app(app: Flask) -> None:
-    """Validate the media settings, stream upload bodies past the JSON body limit, register the routes."""
-    config = app.config
+def configure(config: Any) -> None:
+    """Validate the process-wide upload settings and make the spool directory."""
     config.setdefault("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)
     config.setdefault("UPLOAD_TIMEOUT", DEFAULT_UPLOAD_TIMEOUT)
     config["MAX_UPLOAD_BYTES"] = as_number(config, "MAX_UPLOAD_BYTES", int, minimum=1)
     config["UPLOAD_TIMEOUT"] = as_number(config, "UPLOAD_TIMEOUT", float, minimum=0.001)
+    config["MEDIA_SPOOL_DIR"] = os.path.join(config["CACHE_DIR"], "spool")
+    os.makedirs(config["MEDIA_SPOOL_DIR"], exist_ok=True)
+
+
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's media settings into its MediaConfig (``MEDIA``)."""
     config["MEDIA_EMBEDDED_IN"] = as_names(config, "MEDIA_EMBEDDED_IN")
     unknown = [name for name in config["MEDIA_EMBEDDED_IN"] if name not in config["COLLECTIONS"]]
     if unknown:
@@ -626,18 +631,20 @@ def init_app(app: Flask) -> None:
         )
     derived = f"public, max-age={config['CLIENT_MAX_AGE']}, s-maxage={config['SHARED_MAX_AGE']}"
     config["MEDIA_CACHE_CONTROL"] = as_str(config, "MEDIA_CACHE_CONTROL") or derived
-    spool_dir = os.path.join(config["CACHE_DIR"], "spool")
-    os.makedirs(spool_dir, exist_ok=True)
-    app.extensions["bffproxy.media"] = MediaConfig(
+    config["MEDIA"] = MediaConfig(
         policy=config["MEDIA_POLICY"],
         freshness=Freshness(config["CACHE_TTL"], config["STALE_WHILE_REVALIDATE"], config["STALE_IF_ERROR"]),
         cache_control=config["MEDIA_CACHE_CONTROL"],
         max_upload=config["MAX_UPLOAD_BYTES"],
         upload_timeout=config["UPLOAD_TIMEOUT"],
         embedded_in=config["MEDIA_EMBEDDED_IN"],
-        spool_dir=spool_dir,
+        spool_dir=config["MEDIA_SPOOL_DIR"],
     )
-    app.extensions.setdefault("bffproxy.streamed_bodies", {})[("POST", "/api/upload")] = config[
+
+
+def init_app(app: Flask) -> None:
+    """Stream upload bodies past the JSON body limit and register the routes (settings: configure*)."""
+    app.extensions.setdefault("bffproxy.streamed_bodies", {})[("POST", "/api/upload")] = app.config[
         "MAX_UPLOAD_BYTES"
     ]
     app.register_blueprint(bp)

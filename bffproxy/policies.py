@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, current_app
+from flask import g
 
 from .settings import ConfigError, as_names, as_str, env_name
 
@@ -83,7 +83,7 @@ def load_policies(config: Mapping[str, Any]) -> dict[str, Policy]:
 
 def allowed_roles(collection: str, action: str) -> frozenset[str]:
     """The role words that may do ``action`` on ``collection`` (empty: nobody)."""
-    policies: dict[str, Policy] = current_app.config["POLICIES"]
+    policies: dict[str, Policy] = g.tenant.config["POLICIES"]
     return policies.get(collection, {}).get(action, frozenset())
 
 
@@ -103,9 +103,8 @@ def needs_signed_in_users(policies: Mapping[str, Policy]) -> bool:
     return any(roles - {PUBLIC} for policy in policies.values() for roles in policy.values())
 
 
-def init_app(app: Flask) -> None:
-    """Validate the policies and the role-cacheable collections."""
-    config = app.config
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's policies and role-cacheable collections."""
     config.setdefault("MEDIA_POLICY", "upload")
     config["MEDIA_POLICY"] = as_str(config, "MEDIA_POLICY", required=True)
     if not _NAME.fullmatch(config["MEDIA_POLICY"]) or config["MEDIA_POLICY"] in config["COLLECTIONS"]:

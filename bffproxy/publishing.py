@@ -45,7 +45,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from . import audit, idempotency, reconciliation, rules, strapi_admin
@@ -62,7 +62,7 @@ from .schemas import CollectionSpec, load_flat, load_wrapped, spec_for
 from .settings import ConfigError, env_name
 from .strapi import StrapiResponse
 from .strapi_admin import AdminLoginFailed, admin_session
-from .tenants import current_tenant
+from .tenants import current_tenant, tenant_config
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,8 @@ def prepared(spec: CollectionSpec, data: dict[str, Any], action: str) -> dict[st
         schema=spec.schema(),
         user=current_identity(),
         idempotency_scope=idempotency_scope(),
-        author_fields=current_app.config["AUTHOR_FIELDS"],
+        author_fields=tenant_config()["AUTHOR_FIELDS"],
+        rich_text=tenant_config()["RICH_TEXT_HTML"],
     )
     return rules.apply_rules(ctx, data)
 
@@ -516,10 +517,10 @@ def asks_for_draft() -> bool:
 bp.after_request(audit.emit)
 
 
-def check_single_types(app: Flask) -> None:
+def check_single_types(config: dict[str, Any]) -> None:
     """Start-up: a content type bffproxy has a schema for is a single type exactly when configured so."""
-    singles = app.config["SINGLE_TYPES"]
-    for name in app.config["COLLECTIONS"]:
+    singles = config["SINGLE_TYPES"]
+    for name in config["COLLECTIONS"]:
         spec = spec_for(name)
         if spec is not None and spec.single_type != (name in singles):
             kind, fix = (
@@ -529,9 +530,7 @@ def check_single_types(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Check the single types; set up the admin session, idempotency, rules and the audit log."""
-    check_single_types(app)
+    """Set up the admin sessions, idempotency and the audit log (settings: each module's configure_tenant)."""
     strapi_admin.init_app(app)
-    rules.init_app(app)
     idempotency.init_app(app)
     audit.init_app(app)

@@ -167,10 +167,14 @@ def limiter() -> RateLimiter:
     return result
 
 
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's login limit (its buckets are its own: keys start with its name)."""
+    config.setdefault("LOGIN_RATE_LIMIT", "10/60")
+    config["LOGIN_RATE_LIMIT"] = parse_limit("LOGIN_RATE_LIMIT", config["LOGIN_RATE_LIMIT"])
+
+
 def init_app(app: Flask) -> None:
-    """Validate the limits and build the limiter over Redis or the cache directory."""
-    app.config.setdefault("LOGIN_RATE_LIMIT", "10/60")
-    app.config["LOGIN_RATE_LIMIT"] = parse_limit("LOGIN_RATE_LIMIT", app.config["LOGIN_RATE_LIMIT"])
+    """Build the limiter over Redis or the cache directory."""
     counter: Counter
     if app.config["REDIS_URL"]:
         counter = RedisCounter(redis_client(app), app.config["CACHE_KEY_PREFIX"])

@@ -75,7 +75,7 @@ from html.parser import HTMLParser
 from typing import Any, Protocol
 
 import nh3
-from flask import Flask, current_app, has_app_context
+from flask import g, has_app_context
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
@@ -466,8 +466,9 @@ def rich_text_problems(text: str, policy: RichTextPolicy = DEFAULT_POLICY) -> li
 def rich_text_policy(ctx: WriteContext, field_name: str) -> RichTextPolicy:
     """The allow-list of one rich-text field: from the context, the app's settings, or the default."""
     policies = ctx.rich_text
-    if policies is None:
-        policies = current_app.config.get("RICH_TEXT_HTML", {}) if has_app_context() else {}
+    if policies is None:  # the request's tenant's settings, when there is one
+        tenant = g.get("tenant") if has_app_context() else None
+        policies = tenant.config.get("RICH_TEXT_HTML", {}) if tenant is not None else {}
     return policies.get(ctx.collection, {}).get(field_name, DEFAULT_POLICY)
 
 
@@ -596,15 +597,15 @@ def _configured_policy(allowed: Any, schemes: frozenset[str]) -> RichTextPolicy:
     return RichTextPolicy.parse(allowed, schemes)
 
 
-def init_app(app: Flask) -> None:
-    """Validate BFFPROXY_AUTHOR_FIELDS and the rich-text allow-lists (BFFPROXY_RICH_TEXT_*)."""
-    app.config.setdefault("AUTHOR_FIELDS", "")
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's BFFPROXY_AUTHOR_FIELDS and rich-text allow-lists (BFFPROXY_RICH_TEXT_*)."""
+    config.setdefault("AUTHOR_FIELDS", "")
     try:
-        app.config["AUTHOR_FIELDS"] = as_mapping(
-            app.config, "AUTHOR_FIELDS", _author_field, allowed=app.config["COLLECTIONS"]
+        config["AUTHOR_FIELDS"] = as_mapping(
+            config, "AUTHOR_FIELDS", _author_field, allowed=config["COLLECTIONS"]
         )
     except ConfigError as exc:
         expected = f"collection=field or collection=field:{'|'.join(AUTHOR_ATTRIBUTES)}"
         raise ConfigError(f"{exc} (expected {expected})") from exc
-    app.config["RICH_TEXT_URL_SCHEMES"] = tuple(sorted(_url_schemes(app.config)))
-    app.config["RICH_TEXT_HTML"] = _rich_text_settings(app.config)
+    config["RICH_TEXT_HTML"] = _rich_text_settings(config)
+    config["RICH_TEXT_URL_SCHEMES"] = tuple(sorted(_url_schemes(config)))

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXIES": 0,
     "DEBUG_HEADERS": False,
     "FAST_HITS": True,
+    "TENANTS_FILE": "",
+    "TENANT_HEADER": "",
 }
 
 
@@ -49,6 +51,7 @@ NUMBER_LIMIT = 1_000_000_000
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 PERCENT_ENCODE = "the password must be percent-encoded (? as %3F, # as %23, / as %2F)"
 _REDIS_DB_PATH = re.compile(r"(/[0-9]*)?")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -74,11 +77,14 @@ def load_config(config: Config, overrides: Mapping[str, Any] | None = None) -> N
 
 
 def validate(config: Config) -> None:
-    """Check and normalise the core settings in place; raise ConfigError on the first bad one."""
-    config["STRAPI_URL"] = as_url(config, "STRAPI_URL")
-    config["STRAPI_API_TOKEN"] = as_str(config, "STRAPI_API_TOKEN")
-    config["COLLECTIONS"] = as_names(config, "COLLECTIONS", required=True)
-    config["SINGLE_TYPES"] = as_single_types(config)
+    """Check and normalise the process-wide core settings in place; ConfigError on the first bad one.
+
+    The settings a tenant may set for itself (:func:`validate_tenant` and each module's
+    ``configure_tenant``) are checked by tenants.py instead: once on ``config`` itself without a
+    tenants file, once per tenant (its values over these) with one.
+    """
+    config["TENANTS_FILE"] = as_str(config, "TENANTS_FILE")
+    config["TENANT_HEADER"] = as_header_name(config, "TENANT_HEADER")
     for key in ("STRAPI_CONNECT_TIMEOUT", "STRAPI_READ_TIMEOUT", "READY_TIMEOUT"):
         config[key] = as_number(config, key, float, minimum=0.001)
     config["STRAPI_RETRY_AFTER_MAX"] = as_number(config, "STRAPI_RETRY_AFTER_MAX", int, minimum=0)
@@ -86,11 +92,27 @@ def validate(config: Config) -> None:
     config["STRAPI_POOL_SIZE"] = as_number(config, "STRAPI_POOL_SIZE", int, minimum=1)
     config["CACHE_DIR"] = as_directory(config, "CACHE_DIR")
     config["REDIS_URL"] = as_redis_url(config, "REDIS_URL")
-    config["CACHE_TTL"] = as_number(config, "CACHE_TTL", int, minimum=0)
-    config["CACHE_TTLS"] = as_mapping(config, "CACHE_TTLS", _ttl, allowed=config["COLLECTIONS"])
     config["MAX_CONTENT_LENGTH"] = as_number(config, "MAX_CONTENT_LENGTH", int, minimum=1)
     config["TRUSTED_PROXIES"] = as_number(config, "TRUSTED_PROXIES", int, minimum=0)
     config["FAST_HITS"] = as_bool(config, "FAST_HITS")
+
+
+def validate_tenant(config: dict[str, Any]) -> None:
+    """Check and normalise one tenant's Strapi, exposed names and TTLs in place."""
+    config["STRAPI_URL"] = as_url(config, "STRAPI_URL")
+    config["STRAPI_API_TOKEN"] = as_str(config, "STRAPI_API_TOKEN")
+    config["COLLECTIONS"] = as_names(config, "COLLECTIONS", required=True)
+    config["SINGLE_TYPES"] = as_single_types(config)
+    config["CACHE_TTL"] = as_number(config, "CACHE_TTL", int, minimum=0)
+    config["CACHE_TTLS"] = as_mapping(config, "CACHE_TTLS", _ttl, allowed=config["COLLECTIONS"])
+
+
+def as_header_name(config: Mapping[str, Any], key: str) -> str:
+    """An HTTP header name (a token), or '' when unset."""
+    name = as_str(config, key)
+    if name and not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(f"{env_name(key)} must be a header name such as X-Tenant, got {name!r}")
+    return name
 
 
 def _ttl(text: str) -> int:

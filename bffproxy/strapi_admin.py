@@ -89,7 +89,7 @@ def admin_session() -> AdminSession:
     """The admin session of the current tenant; 501 when no admin credentials are configured."""
     sessions: dict[str, AdminSession] = current_app.extensions["bffproxy.admin_sessions"]
     tenant: Tenant = current_tenant()
-    config = current_app.config
+    config = tenant.config
     if not config["STRAPI_ADMIN_EMAIL"]:
         raise NotImplementedYet(
             "Unpublishing is not available: Strapi 5 has no REST unpublish, only its admin "
@@ -101,9 +101,8 @@ def admin_session() -> AdminSession:
     )
 
 
-def init_app(app: Flask) -> None:
-    """Validate the admin credentials (both or neither) and keep one session per tenant."""
-    config = app.config
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's admin credentials: both or neither."""
     for key in ("STRAPI_ADMIN_EMAIL", "STRAPI_ADMIN_PASSWORD"):
         config.setdefault(key, "")
         config[key] = as_str(config, key)
@@ -112,4 +111,8 @@ def init_app(app: Flask) -> None:
             f"{env_name('STRAPI_ADMIN_EMAIL')} and {env_name('STRAPI_ADMIN_PASSWORD')} go together: "
             "set both or neither"
         )
+
+
+def init_app(app: Flask) -> None:
+    """Keep one admin session per tenant, opened on first use."""
     app.extensions["bffproxy.admin_sessions"] = {}

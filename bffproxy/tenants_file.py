@@ -254,6 +254,38 @@ def _cors(reader: _Reader, tenant: str, table: Any) -> CorsSpec:
     )
 
 
+class _Environment(_Reader):
+    """Errors in the top-level ``BFFPROXY_CORS_*`` settings name their variable."""
+
+    def fail(self, message: str, tenant: str | None = None, key: str | None = None) -> ConfigError:
+        return ConfigError(f"BFFPROXY_{(key or '').upper().replace('.', '_')}: {message}")
+
+
+def cors_from_settings(config: Mapping[str, Any]) -> CorsSpec | None:
+    """The top-level CORS settings (``BFFPROXY_CORS_ORIGINS`` ...) as a CorsSpec; None without origins."""
+    origins = _listed(config.get("CORS_ORIGINS"))
+    if not origins:
+        return None
+    table: dict[str, Any] = {"origins": origins}
+    credentials = str(config.get("CORS_ALLOW_CREDENTIALS", "")).strip().lower()
+    if credentials:
+        table["allow_credentials"] = {"true": True, "1": True, "yes": True, "on": True}.get(
+            credentials, False if credentials in ("false", "0", "no", "off") else credentials
+        )
+    max_age = str(config.get("CORS_MAX_AGE", "")).strip()
+    if max_age:
+        table["max_age"] = int(max_age) if max_age.isdigit() else max_age
+    for key in ("allow_headers", "expose_headers"):
+        table[key] = _listed(config.get(f"CORS_{key.upper()}"))
+    return _cors(_Environment("", {}), "", table)
+
+
+def _listed(value: Any) -> list[str]:
+    """A comma-separated setting (or a list) as a list of its non-empty items."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
 def _origin(reader: _Reader, tenant: str, raw: str) -> str | re.Pattern[str]:
     """An exact origin, ``*``, or a wildcard first label (``https://*.acme.com``) as an anchored pattern."""
     origin = raw.strip().lower()
@@ -315,3 +347,21 @@ def _wildcard_covers(domain: str, host: str) -> bool:
     """True when ``*.<domain>`` matches ``host`` (itself maybe a wildcard) or something it matches."""
     bare = host[2:] if host.startswith("*.") else host
     return bare.endswith("." + domain) or (host.startswith("*.") and bare == domain)
+
+
+def snapshot(source: str, directory: str) -> str:
+    """Copy a tenants file that just passed validation to ``directory``; the copy's path.
+
+    gunicorn's arbiter validates the file on start and on every reload (HUP) and points its workers
+    at this copy: a file broken on disk after that never reaches a worker, so a bad edit followed by
+    ``systemctl reload`` keeps the server on the last good tenants instead of taking it down.
+    """
+    with open(source, "rb") as handle:
+        content = handle.read()
+    target = os.path.join(directory, "tenants.active.toml")
+    partial = f"{target}.{os.getpid()}.tmp"
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold secrets
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
+    os.replace(partial, target)  # atomic: a worker starting now reads the old copy or the new one
+    return target

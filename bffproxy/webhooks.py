@@ -28,14 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from . import media
 from .bodies import json_or_none
 from .errors import ApiError, BadRequest, Unauthorized
 from .invalidation import purge
 from .settings import ConfigError, as_mapping, as_str, env_name
-from .tenants import current_tenant
+from .tenants import current_tenant, tenant_config
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +106,19 @@ def collection_for(name: str) -> str | None:
 
     A single type's REST name is its singular name, the model itself (``homepage``).
     """
-    exposed = current_app.config["COLLECTIONS"]
-    configured = current_app.config["MODELS"].get(name)
+    config = tenant_config()
+    exposed = config["COLLECTIONS"]
+    configured = config["MODELS"].get(name)
     if configured:
         return str(configured)
-    if name in current_app.config["SINGLE_TYPES"]:
+    if name in config["SINGLE_TYPES"]:
         return name
     return next((c for c in (pluralise(name), name) if c in exposed), None)
 
 
 def _authenticate() -> None:
     """Refuse the call unless its secret matches, compared in constant time."""
-    expected = current_app.config["WEBHOOK_SECRET"]
+    expected = tenant_config()["WEBHOOK_SECRET"]  # each tenant's Strapi posts with its own
     if not expected:
         raise WebhooksDisabled()
     given = request.headers.get(SECRET_HEADER, "")
@@ -164,15 +165,15 @@ def strapi_webhook() -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
-    """Validate the webhook settings; warn once when webhooks are refused for want of a secret."""
-    app.config["WEBHOOK_SECRET"] = as_str(app.config, "WEBHOOK_SECRET")
-    exposed = app.config["COLLECTIONS"]
-    models = as_mapping(app.config, "MODELS", str)
+def configure_tenant(config: dict[str, Any]) -> None:
+    """Validate one tenant's webhook secret and model names; warn once when webhooks are refused."""
+    config["WEBHOOK_SECRET"] = as_str(config, "WEBHOOK_SECRET")
+    exposed = config["COLLECTIONS"]
+    models = as_mapping(config, "MODELS", str)
     for model, collection in models.items():
         if collection not in exposed:
             name = f"{env_name('MODELS')}__{model}"
             raise ConfigError(f"{name} names {collection!r}, which is not in {env_name('COLLECTIONS')}")
-    app.config["MODELS"] = models
-    if not app.config["WEBHOOK_SECRET"]:
+    config["MODELS"] = models
+    if not config["WEBHOOK_SECRET"]:
         log.warning("%s is not set: Strapi's webhooks will be refused (401)", env_name("WEBHOOK_SECRET"))

@@ -40,4 +40,44 @@ cat <<MSG
   Users: reader / Reader-Passw0rd!  editor / Editor-Passw0rd!   Admin token for /admin/*: $BFFPROXY_ADMIN_TOKEN
 
 MSG
+if [ "${TENANTS:-1}" = 2 ]; then
+  # A second tenant: its own seeded Strapi (own JWT secret, API token, webhook secret), reached as
+  # Host beta.localhost or under /t/beta; the first Strapi is tenant acme (Host acme.localhost or
+  # 127.0.0.1). Secrets go to the tenants file by environment variable, as in production.
+  BETA_PORT="${BETA_STRAPI_PORT:-1338}"
+  beta_jwt_file="${XDG_CACHE_HOME:-$HOME/.cache}/bffproxy/beta-jwt-secret"
+  [ -f "$beta_jwt_file" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$beta_jwt_file"
+  STRAPI_PORT="$BETA_PORT" JWT_SECRET="$(cat "$beta_jwt_file")" WEBHOOK_SECRET=beta-dev-webhook-secret \
+    WEBHOOK_URL="http://127.0.0.1:$BFF_PORT/t/beta/webhooks/strapi" bash strapi/strapi-start.sh > /dev/null
+  beta_env="${XDG_CACHE_HOME:-$HOME/.cache}/bffproxy/strapi-app/run/$BETA_PORT/env"
+  export ACME_STRAPI_API_TOKEN="$BFFPROXY_STRAPI_API_TOKEN" ACME_STRAPI_JWT_SECRET="$BFFPROXY_STRAPI_JWT_SECRET"
+  export BETA_STRAPI_API_TOKEN="$(sed -n 's/^STRAPI_API_TOKEN=//p' "$beta_env")"
+  export BETA_STRAPI_JWT_SECRET="$(sed -n 's/^STRAPI_JWT_SECRET=//p' "$beta_env")"
+  mkdir -p var
+  cat > var/tenants.toml <<TOML
+[tenants.acme]
+hosts = ["acme.localhost", "127.0.0.1"]
+strapi_url = "$STRAPI_URL"
+strapi_api_token_env = "ACME_STRAPI_API_TOKEN"
+strapi_jwt_secret_env = "ACME_STRAPI_JWT_SECRET"
+webhook_secret = "$BFFPROXY_WEBHOOK_SECRET"
+
+[tenants.beta]
+hosts = ["beta.localhost"]
+path_prefix = "/t/beta"
+strapi_url = "http://127.0.0.1:$BETA_PORT"
+strapi_api_token_env = "BETA_STRAPI_API_TOKEN"
+strapi_jwt_secret_env = "BETA_STRAPI_JWT_SECRET"
+webhook_secret = "beta-dev-webhook-secret"
+TOML
+  export BFFPROXY_TENANTS_FILE="$PWD/var/tenants.toml"
+  cat <<MSG
+  Two tenants (var/tenants.toml): acme = Strapi $STRAPI_URL, beta = Strapi http://127.0.0.1:$BETA_PORT
+    curl -gi -H 'Host: acme.localhost' '$B/api/articles?pagination[pageSize]=2&fields[0]=title'
+    curl -gi -H 'Host: beta.localhost' '$B/api/articles?pagination[pageSize]=2&fields[0]=title'
+    curl -gi '$B/t/beta/api/articles?pagination[pageSize]=2&fields[0]=title'
+    curl -gi -H 'Host: nobody.localhost' '$B/api/articles'                     # 404 unknown_tenant
+
+MSG
+fi
 exec .venv/bin/gunicorn -c gunicorn.conf.py --bind "127.0.0.1:$BFF_PORT" wsgi:app

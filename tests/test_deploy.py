@@ -17,6 +17,7 @@ DEPLOY = ROOT / "deploy"
 SITE_CONF = DEPLOY / "nginx" / "bffproxy.conf"
 UNIT = DEPLOY / "systemd" / "bffproxy.service"
 ENV_EXAMPLE = DEPLOY / "bffproxy.env.example"
+TENANTS_EXAMPLE = DEPLOY / "tenants.toml.example"
 
 # How bffproxy's modules read a setting: settings.as_*(config, "KEY"), config.setdefault("KEY"),
 # config.get("KEY") and env_name("KEY") in messages.
@@ -156,5 +157,11 @@ def test_env_example_with_every_example_enabled_is_a_valid_configuration(
             monkeypatch.setenv(match.group(1), match.group(2).strip('"'))
     monkeypatch.setenv(f"{ENV_PREFIX}_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv(f"{ENV_PREFIX}_ENV_FILE", str(tmp_path / "absent.env"))
+    monkeypatch.setenv(f"{ENV_PREFIX}_TENANTS_FILE", str(TENANTS_EXAMPLE))  # the example tenants too
+    for tenant in ("ACME", "GLOBEX"):
+        monkeypatch.setenv(f"{tenant}_STRAPI_API_TOKEN", "token")
+        monkeypatch.setenv(f"{tenant}_STRAPI_JWT_SECRET", "s" * 32)
+        monkeypatch.setenv(f"{tenant}_WEBHOOK_SECRET", "secret")
     app = create_app()
     assert app.config["TRUSTED_PROXIES"] == 1
+    assert [t.name for t in app.extensions["bffproxy.tenants"]] == ["acme", "globex"]

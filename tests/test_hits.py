@@ -15,21 +15,42 @@ from werkzeug.test import EnvironBuilder
 
 from bffproxy import create_app
 from bffproxy.hits import FreshHits
+from bffproxy.tenant_routing import ENVIRON_KEY
 
 from .conftest import STRAPI, FakeClock, strapi_list
 
 LIST = f"{STRAPI}/api/articles"
 
 
+def fast_hits(app: Flask) -> FreshHits:
+    """The app's fast path, inside the tenant routing and CORS layers that wrap it."""
+    layer = app.wsgi_app
+    while not isinstance(layer, FreshHits):
+        layer = layer.wsgi_app  # type: ignore[attr-defined]  # each middleware keeps the next
+    return layer
+
+
 @pytest.fixture
 def fast(app: Flask) -> FreshHits:
-    middleware = app.wsgi_app
-    assert isinstance(middleware, FreshHits)
-    return middleware
+    return fast_hits(app)
 
 
 def environ(path: str = "/api/articles", **kwargs: Any) -> dict[str, Any]:
-    return EnvironBuilder(path=path, **kwargs).get_environ()
+    """A request's environ as the fast path sees it: routed to the one tenant, ``default``."""
+    env = EnvironBuilder(path=path, **kwargs).get_environ()
+    env[ENVIRON_KEY] = _TENANT[0] if _TENANT else None
+    return env
+
+
+_TENANT: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _routed_to(app: Flask) -> Any:
+    """The app's tenant, which environ() puts where tenant routing would."""
+    _TENANT[:] = [app.extensions["bffproxy.tenants"].default]
+    yield
+    _TENANT.clear()
 
 
 def warm(app: Flask, strapi: responses.RequestsMock, path: str = "/api/articles") -> None:
@@ -47,7 +68,8 @@ def test_fast_hit_equals_the_flask_path_hit(
     query = "/api/articles?pagination[pageSize]=2&sort=title"
     fast = app.test_client().get(query, headers={"X-Request-ID": "r-1"})
     slow = slow_app.test_client().get(query, headers={"X-Request-ID": "r-1"})
-    assert not isinstance(slow_app.wsgi_app, FreshHits)
+    with pytest.raises(AttributeError):
+        fast_hits(slow_app)
     assert fast.status_code == slow.status_code == 200
     assert fast.data == slow.data
     assert sorted(fast.headers.items()) == sorted(slow.headers.items())
@@ -107,8 +129,7 @@ def test_non_public_collections_are_never_served_by_the_fast_path(
 ) -> None:
     config.update(POLICIES={"articles": "read=*"}, STRAPI_JWT_SECRET="s" * 32)
     app = create_app(config)
-    assert isinstance(app.wsgi_app, FreshHits)
-    assert "articles" not in app.wsgi_app.public
+    assert "articles" not in fast_hits(app).public["default"]
     assert app.test_client().get("/api/articles").status_code == 401
 
 
@@ -174,8 +195,8 @@ def test_the_fast_path_and_the_flask_view_route_alike(
     query = "&".join(name if value is None else f"{name}={value}" for name, value in pairs)
     target = f"{path}?{query}"
     fast_app, slow_app = _apps(config, clock)
-    fast = fast_app.wsgi_app
-    assert isinstance(fast, FreshHits)
+    fast = fast_hits(fast_app)
+    _TENANT[:] = [fast_app.extensions["bffproxy.tenants"].default]
     slow = slow_app.test_client()
     for _ in range(2 if twice else 1):
         slow.get(target, headers={"X-Request-ID": "r-1"})  # warms the shared store when cacheable

@@ -45,8 +45,8 @@ def app(config: dict[str, Any]) -> Flask:
 
 def test_relations_are_parsed_and_validated(app: Flask, config: dict[str, Any]) -> None:
     with app.app_context():
-        assert related_collections("articles") == ("categories",)
-        assert related_collections("categories") == ()
+        assert related_collections("default", "articles") == ("categories",)
+        assert related_collections("default", "categories") == ()
     with pytest.raises(ConfigError, match="BFFPROXY_RELATIONS__articles names unknown"):
         create_app({**config, "RELATIONS": {"articles": "tags"}})
 
