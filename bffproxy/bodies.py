@@ -13,6 +13,12 @@ length from memory:
   client that sends its whole body before reading (Python's urllib) gets the 413 instead of a
   reset connection when gunicorn closes a socket with unread data in it.
 
+A body must arrive within ``BFFPROXY_BODY_TIMEOUT`` seconds (30): a client that sends its headers
+and then a byte now and then would otherwise hold a worker's thread for as long as it likes (behind
+nginx, which buffers bodies, this cannot happen; with gunicorn exposed it can). Under gunicorn a
+watchdog shuts the connection's read side at the deadline, the read ends, and the answer is
+``408 request_timeout`` with ``Connection: close``.
+
 Routes registered in ``app.extensions["bffproxy.streamed_bodies"]`` (``(method, path) -> limit``,
 the media upload) are not buffered: a declared length over *their* limit is refused the same way,
 otherwise the view reads the stream itself, counting against that limit, and whatever it left
@@ -21,8 +27,11 @@ unread is discarded after the answer.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -31,6 +40,7 @@ from flask import Flask, request
 from werkzeug.wsgi import ClosingIterator, get_content_length
 
 from .errors import ApiError, BadRequest
+from .settings import as_number
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,33 @@ _REFUSAL = "bffproxy.body_refusal"
 
 class PayloadTooLarge(ApiError):
     status, code, message = 413, "payload_too_large", "The request body is too large."
+
+
+class BodyTimeout(ApiError):
+    status, code, message = 408, "request_timeout", "The request body did not arrive in time."
+
+
+class Watchdog:
+    """Shuts a connection's read side when a body takes longer than its deadline to arrive."""
+
+    def __init__(self, environ: dict[str, Any], seconds: float) -> None:
+        self.fired = False
+        self._socket: Any = environ.get("gunicorn.socket")  # other servers: no watchdog
+        self._timer: threading.Timer | None = None
+        if self._socket is not None and seconds > 0:
+            self._timer = threading.Timer(seconds, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):  # the client is already gone
+            self._socket.shutdown(socket.SHUT_RD)  # the blocked recv returns: the read ends
+
+    def stop(self) -> None:
+        """The body arrived (or failed) in time: no shutdown."""
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def size_text(size: int) -> str:
@@ -69,11 +106,16 @@ class BodyLimit:
     """WSGI middleware: buffer request bodies up to ``limit`` bytes, refuse and drain larger ones."""
 
     def __init__(
-        self, wsgi_app: WsgiApp, limit: int, streamed: Mapping[tuple[str, str], int] | None = None
+        self,
+        wsgi_app: WsgiApp,
+        limit: int,
+        streamed: Mapping[tuple[str, str], int] | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.limit = limit
         self.streamed = dict(streamed or {})
+        self.timeout = timeout
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         drain = self.buffer(environ)
@@ -99,10 +141,21 @@ class BodyLimit:
             expected = self.limit + 1  # one byte more than allowed tells "over" from "exactly"
         else:
             return None  # no body, or a server that does not terminate the stream: Werkzeug's way
+        watchdog = Watchdog(environ, self.timeout)
         try:
             body = read_up_to(stream, expected)
         except Exception as exc:  # the server's own parse error (bad chunk size) or a reset
+            body = None
             log.info("request body unreadable: %s", exc)
+        finally:
+            watchdog.stop()
+        if watchdog.fired:
+            log.warning("request body not received within %.0f s; closing the connection", self.timeout)
+            environ[_REFUSAL] = BodyTimeout(
+                f"The request body did not arrive within {self.timeout:g} s.", headers={"Connection": "close"}
+            )
+            return None
+        if body is None:
             environ[_REFUSAL] = BadRequest("The request body could not be read.")
             return None
         if len(body) > self.limit:
@@ -193,7 +246,11 @@ def init_app(app: Flask) -> None:
     """Count and buffer request bodies in front of everything else the app's WSGI stack does."""
     app.before_request(_refuse_recorded_body)
     streamed = app.extensions.get("bffproxy.streamed_bodies")
-    app.wsgi_app = BodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], streamed)  # type: ignore[method-assign]
+    app.config.setdefault("BODY_TIMEOUT", 30.0)
+    timeout = as_number(app.config, "BODY_TIMEOUT", float, minimum=0.001)
+    app.config["BODY_TIMEOUT"] = timeout
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    app.wsgi_app = BodyLimit(app.wsgi_app, limit, streamed, timeout)  # type: ignore[method-assign]
 
 
 def json_or_none(*, force: bool = False) -> Any:

@@ -273,3 +273,48 @@ def test_nginx_refuses_at_the_same_limit_with_the_same_message() -> None:
     assert f"client_max_body_size {limit // MIB}m;" in text
     assert bodies.too_large(limit).message in text
     assert f'"details": {{"max_bytes": {limit}}}' in text
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408_and_frees_the_thread() -> None:
+    # Found by the hostile tester: headers with Content-Length: 1000, one byte, then nothing, held a
+    # gunicorn thread forever (behind nginx, which buffers bodies, it cannot happen).
+    import socket
+
+    from bffproxy.bodies import _REFUSAL, BodyLimit, BodyTimeout
+
+    server, client = socket.socketpair()
+    with server, client:
+        client.sendall(b"{")
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "CONTENT_LENGTH": "1000",
+            "wsgi.input": server.makefile("rb"),
+            "gunicorn.socket": server,
+        }
+        limit = BodyLimit(lambda environ, start_response: [], 1024 * 1024, timeout=0.2)
+        assert limit.buffer(environ) is None  # the read ended at the deadline
+        refusal = environ[_REFUSAL]
+        assert isinstance(refusal, BodyTimeout)
+        assert (refusal.status, refusal.code, refusal.headers) == (
+            408,
+            "request_timeout",
+            {"Connection": "close"},
+        )
+
+
+def test_a_body_that_arrives_in_time_is_read_whole() -> None:
+    import socket
+
+    from bffproxy.bodies import _REFUSAL, BodyLimit
+
+    server, client = socket.socketpair()
+    with server, client:
+        client.sendall(b'{"a": 1}')
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "CONTENT_LENGTH": "8",
+            "wsgi.input": server.makefile("rb"),
+            "gunicorn.socket": server,
+        }
+        BodyLimit(lambda environ, start_response: [], 1024, timeout=5).buffer(environ)
+        assert _REFUSAL not in environ and environ["wsgi.input"].read() == b'{"a": 1}'

@@ -138,3 +138,40 @@ def test_chunked_bodies_within_the_limit_are_read_whole(bff: Gunicorn) -> None:
     )
     assert login_answer.status_code == 200, login_answer.text
     assert login_answer.json()["user"]["username"] == "reader"
+
+
+def test_bodies_that_never_finish_get_a_408_and_never_starve_hits(start_bff: Callable[..., Gunicorn]) -> None:
+    """Found by the hostile tester: 10 connections sending a POST's headers, one byte of a 1000-byte
+    body, then nothing, held every gunicorn thread (without nginx in front): hits timed out."""
+    import socket
+    import time
+
+    bff = start_bff(BODY_TIMEOUT="2")
+    cached = f"{bff.url}/api/articles?pagination[page]=8"
+    assert requests.get(cached, timeout=10).status_code == 200
+    slow = []
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", bff.port))
+        sock.sendall(
+            b"POST /webhooks/strapi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        slow.append(sock)
+    closed: list[bool] = []
+    try:
+        time.sleep(1)
+        hits = [requests.get(cached, timeout=10) for _ in range(3)]  # may wait for the deadline, no more
+        answers = []
+        for sock in slow:
+            sock.settimeout(10)
+            answers.append(sock.recv(65536).decode(errors="replace"))
+            closed.append(sock.recv(1) == b"")  # its read side was shut: the connection ends
+    finally:
+        for sock in slow:
+            sock.close()
+    assert [(h.status_code, h.headers["X-Cache"]) for h in hits] == [(200, "HIT")] * 3
+    for answer in answers:
+        head, _, body = answer.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 408"), head
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert closed == [True] * 10
