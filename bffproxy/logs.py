@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import sys
 
-FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+from flask import g, has_request_context
+
+FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s tenant=%(tenant)s rid=%(request_id)s: %(message)s"
 # C0, DEL and C1 controls, plus the two Unicode line separators some log viewers break lines at.
 _CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
 _ESCAPES = {code: repr(chr(code))[1:-1] for code in _CONTROLS}
@@ -27,8 +29,23 @@ class OneLineFormatter(logging.Formatter):
     """A formatter whose every record is one line: control characters are escaped after formatting."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record formatted as usual, then escaped (a traceback's line breaks become ``\\n``)."""
+        """The record formatted as usual, then escaped (a traceback's line breaks become ``\\n``).
+
+        A record logged while a request is served names its tenant and request id (``-`` outside
+        one, e.g. a background refresh, whose key names the tenant anyway): every line of a
+        multi-tenant instance says whose it is, and joins nginx's and gunicorn's lines by id.
+        """
+        if not hasattr(record, "tenant"):
+            record.tenant, record.request_id = request_context()
         return escape_controls(super().format(record))
+
+
+def request_context() -> tuple[str, str]:
+    """(tenant name, request id) of the request being served, ``-`` for each one unknown."""
+    if not has_request_context():
+        return "-", "-"
+    tenant = g.get("tenant")
+    return (tenant.name if tenant is not None else "-", str(g.get("request_id") or "-"))
 
 
 def configure(level: str) -> None:

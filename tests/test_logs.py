@@ -17,7 +17,7 @@ from cachelib import FileSystemCache
 
 from bffproxy import create_app
 from bffproxy.errors import UpstreamError
-from bffproxy.logs import OneLineFormatter, escape_controls
+from bffproxy.logs import FORMAT, OneLineFormatter, escape_controls
 from bffproxy.tenants import current_tenant
 
 from .conftest import STRAPI
@@ -191,3 +191,17 @@ def test_logging_the_operator_configured_is_left_alone(config: dict[str, Any]) -
         create_app(config)
         assert logging.getLogger("bffproxy").handlers == []
         assert logging.getLogger("bffproxy").propagate
+
+
+def test_a_record_logged_while_serving_names_the_tenant_and_the_request_id(
+    hostile_config: dict[str, Any],
+) -> None:
+    with owned_logging() as stream:
+        client = create_app(hostile_config).test_client()
+        body = {"event": "entry.update", "model": "nothing", "entry": {"documentId": "abc"}}
+        headers = {"X-Webhook-Secret": "webhook-secret", "X-Request-ID": "req-42"}
+        assert client.post("/webhooks/strapi", json=body, headers=headers).status_code == 202
+    [line] = [line for line in lines(stream) if "webhook entry.update" in line]
+    assert " tenant=default rid=req-42: webhook entry.update nothing abc" in line
+    outside = logging.LogRecord("bffproxy.x", logging.INFO, __file__, 1, "started", None, None)
+    assert "tenant=- rid=-: started" in OneLineFormatter(FORMAT).format(outside)
