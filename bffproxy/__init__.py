@@ -19,6 +19,8 @@ from . import (
     content,
     cors,
     errors,
+    event_log,
+    events_sse,
     health,
     hits,
     invalidation,
@@ -70,6 +72,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     request_id.init_app(app)
     caching.configure(app.config)  # process-wide settings the tenants' derive from
     media.configure(app.config)
+    event_log.configure(app.config)
+    events_sse.configure(app.config)
     tenants.init_app(app, TENANT_SETTINGS)
     caching.init_app(app)
     admission.init_app(app)
@@ -83,6 +87,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)
+    event_log.init_app(app)
+    events_sse.init_app(app)
     bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none
     if app.config["FAST_HITS"]:
         app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]

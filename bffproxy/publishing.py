@@ -48,7 +48,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from . import audit, idempotency, reconciliation, rules, strapi_admin
+from . import audit, events, idempotency, reconciliation, rules, strapi_admin
 from .admission import CircuitOpen
 from .auth import authorize, current_identity
 from .caching import StoreUnavailable
@@ -342,12 +342,13 @@ def perform(
 def written(collection: str, claim: Claim | None, send: Send, reconcile: Reconcile | None) -> StoredAnswer:
     """The write's answer: what an earlier attempt already did, else the write sent once."""
     answer = reconciled(claim, reconcile)
+    source = "reconcile" if answer is not None else "write"
     if answer is None:
         answer = sent(collection, claim, send)
     else:
         audit.note(outcome="reconciled")
-    if answer.ok:
-        read_your_writes(collection)
+    if answer.ok and read_your_writes(collection):
+        announce(collection, answer, source)  # after the invalidation, never when it failed
     audit.note(document_id=document_id_in(answer.body), outcome=None if answer.ok else "rejected")
     return StoredAnswer(answer.status, answer.body, answer.content_type)
 
@@ -414,12 +415,30 @@ def settle(step: Callable[[Claim], None], claim: Claim) -> None:
         log.error("idempotency record %s not updated: %r", claim.key, exc)
 
 
-def read_your_writes(collection: str) -> None:
-    """Drop the collection's cached answers (and its related collections') before answering."""
+def read_your_writes(collection: str) -> bool:
+    """Drop the collection's cached answers (and its related collections') before answering; done?"""
     try:
         invalidate_collection(current_tenant().name, collection)
     except StoreUnavailable as exc:  # reads bypass a store that is down, so nothing stale is served
         log.error("invalidation of %s after a write failed: %s", collection, exc)
+        return False
+    return True
+
+
+def announce(collection: str, answer: StrapiResponse, source: str) -> None:
+    """Log the content events of a successful write (events.py collapses Strapi's webhook about it)."""
+    action = ACTIONS.get(request.endpoint or "")
+    if action in DRAFT_ACTIONS and asks_for_draft():
+        action = DRAFT_ACTIONS[action]
+    document = events.document_of(answer.body)
+    document_id = document.get("documentId") or (request.view_args or {}).get("document_id")
+    spec = spec_for(collection)
+    if action is None or not isinstance(document_id, str) or spec is None:
+        return  # a single type's delete names no document
+    changes = events.from_write(
+        action, collection, {**document, "documentId": document_id}, drafts=spec.draft_and_publish
+    )
+    events.record(current_tenant().name, [events.with_source(c, source) for c in changes])
 
 
 def document_id_in(body: bytes) -> str | None:

@@ -25,12 +25,12 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import media
+from . import events, media
 from .bodies import json_or_none
 from .errors import ApiError, BadRequest, Unauthorized
 from .invalidation import purge
@@ -59,6 +59,7 @@ class Delivery:
     model: str
     document_id: str
     related_fields: tuple[str, ...]
+    entry: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, body: Any) -> Delivery | str:
@@ -71,7 +72,8 @@ class Delivery:
         entry = body.get("entry")
         if not isinstance(entry, Mapping):
             raise BadRequest("The webhook body has no 'entry' object.", details={"field": "entry"})
-        return cls(event, _required_str(body, "model"), _required_str(entry, "documentId"), _relations(entry))
+        document_id = _required_str(entry, "documentId")
+        return cls(event, _required_str(body, "model"), document_id, _relations(entry), entry)
 
 
 def _required_str(body: Mapping[str, Any], name: str) -> str:
@@ -137,9 +139,11 @@ def _apply(delivery: Delivery | str) -> tuple[dict[str, Any], int]:
         ignored = {"event": delivery.event, "model": delivery.model, "documentId": delivery.document_id}
         return {**ignored, "invalidated": [], "ignored": f"model {delivery.model!r} is not exposed"}, 202
     related = [c for c in map(collection_for, delivery.related_fields) if c]
-    result = purge(
-        current_tenant().name, collection=collection, document_id=delivery.document_id, also=related
-    )
+    tenant = current_tenant().name
+    result = purge(tenant, collection=collection, document_id=delivery.document_id, also=related)
+    # Only now, with the invalidation committed (purge raised otherwise), is the change announced.
+    change = events.from_webhook(delivery.event, collection, delivery.entry)
+    events.record(tenant, [change] if change else [])
     return {"event": delivery.event, "model": delivery.model, **result}, 200
 
 
