@@ -25,7 +25,9 @@ ADMIN_TOKEN = "e2e-admin-token"  # set by bff_env in conftest.py
 def received_webhooks(bff: Gunicorn, document_id: str) -> int:
     """How many of Strapi's webhooks about ``document_id`` this instance has processed (its log)."""
     return sum(
-        1 for line in bff.log().splitlines() if "bffproxy.webhooks: webhook " in line and document_id in line
+        1
+        for line in bff.log().splitlines()
+        if "bffproxy.webhooks " in line and ": webhook " in line and document_id in line
     )
 
 

@@ -60,7 +60,7 @@ def homepage_webhooks(bff: Gunicorn) -> int:
     return sum(
         1
         for line in bff.log().splitlines()
-        if "bffproxy.webhooks: webhook entry." in line and " homepage " in line
+        if "bffproxy.webhooks " in line and ": webhook entry." in line and " homepage " in line
     )
 
 
