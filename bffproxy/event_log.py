@@ -210,7 +210,7 @@ class RedisEventLog:
         first = _stream_id(_text(rows[0][0])) if rows else None
         last = _stream_id(self.head(tenant))
         wanted = _stream_id(after)
-        return wanted > last or (first is not None and wanted < first and wanted != (0, 0))
+        return wanted > last or (first is not None and wanted < first)
 
     def parse_id(self, text: str) -> str | None:
         """A stream id such as ``1732390187408-0``."""

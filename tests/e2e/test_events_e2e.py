@@ -220,3 +220,25 @@ def test_reconnecting_with_last_event_id_gets_exactly_the_missed_changes_then_li
     in_strapi.delete(doc)
     assert kinds(again.take(1)) == [("deleted", doc)]
     again.nothing_more()
+
+
+def test_the_redis_stream_log_orders_replays_and_prunes(redis_server: Any) -> None:
+    import redis
+
+    from bffproxy.event_log import RedisEventLog
+
+    client = redis.Redis.from_url(redis_server.url)
+    log = RedisEventLog(client, f"e2e{uuid.uuid4().hex[:6]}:", max_count=1000, max_age=3600)
+    ids = [log.append("a", {"documentId": f"doc{n}"}) for n in range(5)]
+    log.append("b", {"documentId": "other"})
+    assert [e.fields["documentId"] for e in log.read_after("a", ids[1], 10)] == ["doc2", "doc3", "doc4"]
+    assert log.head("a") == ids[4] and log.read_after("a", ids[4], 10) == []
+    assert not log.is_gone("a", ids[0]) and not log.is_gone("c", "0-0")
+    assert log.is_gone("a", "99999999999999-0")  # never handed out
+    assert log.parse_id(ids[0]) == ids[0] and log.parse_id("12") is None
+
+    tight = RedisEventLog(client, f"e2e{uuid.uuid4().hex[:6]}:", max_count=1, max_age=3600)
+    first = tight.append("a", {"n": 0})
+    for n in range(300):  # MAXLEN ~ trims whole macro nodes: past 100 entries the first one goes
+        tight.append("a", {"n": n + 1})
+    assert tight.is_gone("a", first)
