@@ -4,6 +4,7 @@ gunicorn reads this file from the working directory. It validates bffproxy's con
 arbiter before any worker forks, so a bad setting stops the boot with one line naming it.
 """
 
+import contextlib
 import os
 import sys
 
@@ -36,23 +37,29 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 TENANTS_SOURCE = "BFFPROXY_TENANTS_SOURCE"
 
 
-def _validated_app():
-    """Build bffproxy once in the arbiter, from the operator's tenants file; ConfigError if bad."""
+def _validate_and_activate():
+    """Build bffproxy once in the arbiter; with a tenants file, from a copy that then becomes the workers'.
+
+    ConfigError (or any error) leaves BFFPROXY_TENANTS_FILE as the caller restores it.
+    """
     from bffproxy import create_app
+    from bffproxy.settings import DEFAULTS
+    from bffproxy.tenants_file import promote, stage
 
     source = os.environ.setdefault(TENANTS_SOURCE, os.environ.get("BFFPROXY_TENANTS_FILE", ""))
-    if source:
-        os.environ["BFFPROXY_TENANTS_FILE"] = source
-    return create_app()
-
-
-def _activate(app):
-    """Point the workers about to start at a copy of the tenants file that just passed validation."""
-    from bffproxy.tenants_file import snapshot
-
-    source = os.environ.get(TENANTS_SOURCE)
-    if source:
-        os.environ["BFFPROXY_TENANTS_FILE"] = snapshot(source, app.config["CACHE_DIR"])
+    if not source:
+        create_app()
+        return
+    directory = os.environ.get("BFFPROXY_CACHE_DIR") or DEFAULTS["CACHE_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    staged = stage(source, directory, os.getpid())  # the bytes validated are the bytes used
+    os.environ["BFFPROXY_TENANTS_FILE"] = staged
+    try:
+        create_app()
+    except BaseException:
+        os.unlink(staged)
+        raise
+    os.environ["BFFPROXY_TENANTS_FILE"] = promote(staged)
 
 
 def on_starting(server):
@@ -60,7 +67,7 @@ def on_starting(server):
     from bffproxy import ConfigError
 
     try:
-        _activate(_validated_app())
+        _validate_and_activate()
     except ConfigError as exc:
         print(f"bffproxy: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(3) from None
@@ -74,9 +81,17 @@ def on_reload(server):
     """
     previous = os.environ.get("BFFPROXY_TENANTS_FILE", "")
     try:
-        _activate(_validated_app())
+        _validate_and_activate()
     except Exception as exc:  # whatever it is, the running server must stay up
         os.environ["BFFPROXY_TENANTS_FILE"] = previous
         server.log.error("bffproxy: configuration error on reload, keeping the previous one: %s", exc)
     else:
         server.log.info("bffproxy: configuration reloaded")
+
+
+def on_exit(server):
+    """Remove this instance's copy of the tenants file."""
+    active = os.environ.get("BFFPROXY_TENANTS_FILE", "")
+    if os.environ.get(TENANTS_SOURCE) and active.endswith(f"tenants.{os.getpid()}.active.toml"):
+        with contextlib.suppress(OSError):
+            os.unlink(active)

@@ -18,6 +18,7 @@ label), never a scan of the tenants.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -34,15 +35,34 @@ class Routable(Protocol):
     path_prefix: str | None
 
 
-def request_host(environ: dict[str, Any]) -> str:
-    """The request's host name: lower case, without port or trailing dot."""
-    host = str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "").strip().lower()
+BAD_HOST = "bffproxy.bad_host"
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_IPV6 = re.compile(r"\[[0-9a-f:.]{2,45}\]")
+
+
+def request_host(environ: dict[str, Any]) -> str | None:
+    """The request's host name: lower case, without port or trailing dot; None when it is not one.
+
+    An absolute-form request line (``GET http://beta.test/... HTTP/1.1``) names the host, whatever the
+    Host header says (RFC 9112 3.2.2). A Host that is not a host name (empty labels, a label over 63
+    characters, ``,``, ``/``, ``@``) is None, so no wildcard ever routes arbitrary text.
+    """
+    target = str(environ.get("RAW_URI") or "")
+    if target.startswith(("http://", "https://")):
+        host = target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    else:
+        host = str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "")
+    host = host.strip().lower()
     if host.startswith("["):  # [::1]:8080
-        return host[: host.find("]") + 1] if "]" in host else host
+        end = host.find("]") + 1
+        return host[:end] if end and _IPV6.fullmatch(host[:end]) and host[end:][:1] in ("", ":") else None
     name, colon, port = host.rpartition(":")
     if colon and port.isdigit():
         host = name
-    return host.rstrip(".")
+    host = host[:-1] if host.endswith(".") else host
+    if host and (len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split("."))):
+        return None
+    return host
 
 
 class TenantMatcher:
@@ -57,13 +77,17 @@ class TenantMatcher:
         self.prefix_depth = max((p.count("/") for p in self.prefixes), default=0)
         self.default = self.by_name.get(default) if default else None
         self.header = f"HTTP_{header.upper().replace('-', '_')}" if header else None
-        # One tenant and nothing to match on: every request is that tenant's (no file, today's setup).
-        self.only = (
-            listed[0] if len(listed) == 1 and not (self.exact or self.wildcards or self.prefixes) else None
-        )
+        # One tenant and nothing to match on (no file, today's setup): every request with a proper
+        # Host is that tenant's. Not with a tenant header: an unknown name must still be a 404.
+        rules = self.exact or self.wildcards or self.prefixes or self.header
+        self.only = listed[0] if len(listed) == 1 and not rules else None
 
     def match(self, environ: dict[str, Any]) -> tuple[Any | None, str]:
-        """(the tenant or None, the path prefix to strip or '')."""
+        """(the tenant or None, the path prefix to strip or ''); a bad Host is marked for a 400."""
+        host = request_host(environ)
+        if host is None:
+            environ[BAD_HOST] = True
+            return None, ""
         if self.only is not None:
             return self.only, ""
         if self.header is not None and self.header in environ:
@@ -71,7 +95,7 @@ class TenantMatcher:
         prefixed = self._by_prefix(environ.get("PATH_INFO", ""))
         if prefixed is not None:
             return prefixed, prefixed.path_prefix
-        return self._by_host(request_host(environ)) or self.default, ""
+        return self._by_host(host) or self.default, ""
 
     def _by_prefix(self, path: str) -> Any | None:
         """The tenant whose prefix is made of the path's first segments, if any."""

@@ -21,13 +21,13 @@ from typing import Any
 from flask import Flask, current_app, g, request
 
 from .cors import options_for
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 from .reads import ReadRouter, extra_read_params
 from .relation_paths import ModelledCollection
 from .schemas import spec_for
 from .settings import ConfigError
 from .strapi import StrapiClient
-from .tenant_routing import ENVIRON_KEY, TenantMatcher
+from .tenant_routing import BAD_HOST, ENVIRON_KEY, TenantMatcher
 from .tenants_file import SETTINGS as FILE_KEYS
 from .tenants_file import CorsSpec, TenantSpec, cors_from_settings, read_tenants_file
 
@@ -43,6 +43,10 @@ TenantSettings = Callable[[dict[str, Any]], None]
 
 class UnknownTenant(NotFound):
     code = "unknown_tenant"
+
+
+class InvalidHost(BadRequest):
+    code = "invalid_host"
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,11 @@ def _resolve_tenant() -> None:
     tenant = environ[ENVIRON_KEY]
     if tenant is not None:
         g.tenant = tenant
-    elif request.blueprint not in TENANTLESS:
+    elif request.blueprint in TENANTLESS:
+        return
+    elif environ.get(BAD_HOST):
+        raise InvalidHost("The Host header (or the request line's host) is not a host name.")
+    else:
         raise UnknownTenant("No tenant is configured for this host or path.")
 
 
@@ -182,7 +190,26 @@ def tenants_from_file(app: Flask, settings: Sequence[TenantSettings]) -> TenantR
                 f"BFFPROXY_TENANTS_FILE {path}: tenant {spec.name!r}: {_in_file_terms(exc, spec)}"
             ) from None
         tenants.append(build_tenant(app, spec.name, config, spec))
+    _refuse_shared_secrets(path, tenants)
     return TenantRegistry(tenants, read.default, app.config["TENANT_HEADER"] or None)
+
+
+def _refuse_shared_secrets(path: str, tenants: list[Tenant]) -> None:
+    """Tenants on different Strapis must not share a secret: one's tokens would pass as the other's.
+
+    Two tenants of one Strapi (same URL, other hosts, collections or policies) share its secrets
+    by nature; a secret both inherit from a top-level ``BFFPROXY_*`` value is the usual mistake.
+    """
+    for key, name in (("STRAPI_JWT_SECRET", "strapi_jwt_secret"), ("WEBHOOK_SECRET", "webhook_secret")):
+        seen: dict[str, Tenant] = {}
+        for tenant in tenants:
+            secret = tenant.config[key]
+            other = seen.setdefault(secret, tenant) if secret else tenant
+            if other is not tenant and other.config["STRAPI_URL"] != tenant.config["STRAPI_URL"]:
+                raise ConfigError(
+                    f"BFFPROXY_TENANTS_FILE {path}: tenants {other.name!r} and {tenant.name!r} have the same "
+                    f"{name} but different Strapis: give each its own (set {name} or {name}_env per tenant)"
+                )
 
 
 def _in_file_terms(exc: ConfigError, spec: TenantSpec) -> str:

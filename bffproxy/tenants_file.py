@@ -298,6 +298,10 @@ def _origin(reader: _Reader, tenant: str, raw: str) -> str | re.Pattern[str]:
         )
     if match.group(2) is None:
         return origin
+    if match.group(3).count(".") < 1:  # '*.com' would let every site of a top-level domain in
+        raise reader.fail(
+            f"{raw!r}: a wildcard needs a domain of two labels or more below it", tenant, "cors.origins"
+        )
     scheme, domain, port = match.group(1), re.escape(match.group(3)), re.escape(match.group(4) or "")
     return re.compile(
         rf"{scheme}://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.{domain}{port}\Z"
@@ -349,19 +353,25 @@ def _wildcard_covers(domain: str, host: str) -> bool:
     return bare.endswith("." + domain) or (host.startswith("*.") and bare == domain)
 
 
-def snapshot(source: str, directory: str) -> str:
-    """Copy a tenants file that just passed validation to ``directory``; the copy's path.
+def stage(source: str, directory: str, owner: int) -> str:
+    """Copy the operator's tenants file, read once, to ``directory`` for validation; the copy's path.
 
-    gunicorn's arbiter validates the file on start and on every reload (HUP) and points its workers
-    at this copy: a file broken on disk after that never reaches a worker, so a bad edit followed by
-    ``systemctl reload`` keeps the server on the last good tenants instead of taking it down.
+    gunicorn's arbiter validates this copy on start and on every reload (HUP), then promotes it
+    (:func:`promote`) and points its workers at it: exactly the bytes that passed reach a worker,
+    even if the operator saves again meanwhile, and a file broken on disk never does. ``owner`` (the
+    arbiter's pid) keeps two instances sharing a cache directory on their own copies.
     """
     with open(source, "rb") as handle:
         content = handle.read()
-    target = os.path.join(directory, "tenants.active.toml")
-    partial = f"{target}.{os.getpid()}.tmp"
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold secrets
+    staged = os.path.join(directory, f"tenants.{owner}.staged.toml")
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold secrets
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
-    os.replace(partial, target)  # atomic: a worker starting now reads the old copy or the new one
-    return target
+    return staged
+
+
+def promote(staged: str) -> str:
+    """Make a staged copy that passed validation the active one; the active copy's path."""
+    active = staged.replace(".staged.toml", ".active.toml")
+    os.replace(staged, active)  # atomic: a worker starting now reads the old copy or the new one
+    return active

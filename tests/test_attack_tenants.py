@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 
 from bffproxy import create_app
 from bffproxy.settings import ConfigError
+from bffproxy.tenants_file import read_tenants_file
 
 from .conftest import FakeClock, strapi_list
 from .strapi_tokens import bearer, legacy_token, user_body
@@ -156,11 +157,8 @@ def test_every_spelling_of_a_tenants_host_reaches_that_tenant_and_one_entry(
         "",
         "evilacme.test",  # not a subdomain of acme.test
         "acme.test.evil.test",
-        "acme.test:",  # an empty port is not stripped: no tenant has that name
-        "acme.test:http",
         "[::1]",
         "[::1]:8080",
-        "beta.test,acme.test",  # two hosts glued (a duplicated header joined by a server)
         "xn--acme-test.test",
         "beta",
         "test",
@@ -175,6 +173,34 @@ def test_a_host_that_names_no_tenant_is_unknown_and_reaches_no_strapi(
         assert (answer.status_code, code_of(answer)) == (404, "unknown_tenant"), (host, path)
         assert "Access-Control-Allow-Origin" not in answer.headers
     assert len(strapis.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "acme.test:",  # an empty port: not a host name
+        "acme.test:http",
+        "beta.test,acme.test",  # two hosts glued (a duplicated header joined by a server)
+        ".acme.test",
+        "a..acme.test",
+        "x." + "a" * 64 + ".acme.test",  # a label over 63 characters
+        "x,y.acme.test",  # a wildcard must never route text that is not a host name
+        "evil/x.acme.test",
+        "beta.test@x.acme.test",
+    ],
+)
+def test_a_host_header_that_is_not_a_host_name_is_a_400_on_both_paths(
+    config: dict[str, Any], tmp_path: Path, strapis: responses.RequestsMock, host: str
+) -> None:
+    # Found attacking issue 10: the fast path served 200 HIT where Flask refused such a Host with
+    # 400, and '*.acme.test' routed any text ending in '.acme.test'.
+    fast = build(config, tmp_path)
+    slow = build(config, tmp_path, FAST_HITS=False)
+    assert call(fast, "/api/articles", "acme.test").status_code == 200  # warm: a fast hit is possible
+    for app in (fast, slow):
+        answer = call(app, "/api/articles", host)
+        assert (answer.status_code, code_of(answer)) == (400, "invalid_host"), host
+    assert len(urls(strapis, ACME_STRAPI)) == 1 and urls(strapis, BETA_STRAPI) == []
 
 
 def test_a_wildcard_host_matches_subdomains_only_never_its_own_base(
@@ -704,3 +730,95 @@ def test_a_reload_keeps_the_last_good_copy_for_every_kind_of_broken_file(arbiter
     assert arbiter.lines == [("info", "bffproxy: configuration reloaded")]
     assert "beta2.test" in Path(os.environ["BFFPROXY_TENANTS_FILE"]).read_text()
     assert oct(Path(os.environ["BFFPROXY_TENANTS_FILE"]).stat().st_mode & 0o777) == "0o600"  # secrets
+
+
+# -- findings of the attack on issue 10, fixed: each failed on 7700ae4 ----------------------------
+
+
+def test_f1_the_reloaded_snapshot_is_the_very_content_that_was_validated(
+    arbiter_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hooks = runpy.run_path(str(GUNICORN_CONF))
+    hooks["on_starting"](FakeArbiter())
+    import bffproxy
+
+    real = bffproxy.create_app
+
+    def validate_then_editor_saves(config: Any = None) -> Flask:
+        app = real(config)
+        arbiter_env.write_text("[tenants.acme\n")  # the operator's next save lands now
+        return app
+
+    monkeypatch.setattr(bffproxy, "create_app", validate_then_editor_saves)
+    arbiter = FakeArbiter()
+    hooks["on_reload"](arbiter)
+    monkeypatch.setattr(bffproxy, "create_app", real)
+    active = os.environ["BFFPROXY_TENANTS_FILE"]
+    # Reported "reloaded", yet every worker now boots from a file that never passed validation:
+    # gunicorn halts the arbiter when workers fail to boot, so the server goes down.
+    read_tenants_file(active)  # the copy that passed, not the later save (7700ae4 copied the save)
+
+
+def test_f2_two_instances_on_one_cache_dir_keep_their_own_tenants_snapshot(
+    arbiter_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hooks = runpy.run_path(str(GUNICORN_CONF))
+    hooks["on_starting"](FakeArbiter())  # instance A (say blue) on the shared /var/cache/bffproxy
+    a_active = os.environ["BFFPROXY_TENANTS_FILE"]
+    other = write_tenants(tmp_path, TENANTS.replace('"beta.test"', '"gamma.test"'), "other.toml")
+    # Instance B (green): another process, same CACHE_DIR, another tenants file.
+    os.environ.pop("BFFPROXY_TENANTS_SOURCE")
+    os.environ["BFFPROXY_TENANTS_FILE"] = str(other)
+    monkeypatch.setattr(os, "getpid", lambda: 4242)  # another arbiter
+    hooks["on_starting"](FakeArbiter())
+    # A's next worker (a crash, max_requests, a timeout kill) reads a_active: it must still be A's.
+    assert "gamma.test" not in Path(a_active).read_text()
+
+
+SHARED = f"""
+[tenants.acme]
+hosts = ["acme.test"]
+strapi_url = "{ACME_STRAPI}"
+collections = ["articles"]
+
+[tenants.beta]
+hosts = ["beta.test"]
+strapi_url = "{BETA_STRAPI}"
+collections = ["articles"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("inherited", "tenant_key"),
+    [
+        ({"STRAPI_JWT_SECRET": "top-level-jwt-secret-" + "x" * 24}, "strapi_jwt_secret"),
+        ({"WEBHOOK_SECRET": "top-level-webhook-secret"}, "webhook_secret"),
+    ],
+)
+def test_f3_two_tenants_sharing_one_secret_are_refused_at_start_up(
+    config: dict[str, Any], tmp_path: Path, inherited: dict[str, str], tenant_key: str
+) -> None:
+    # Both tenants inherit the top-level secret (they do not set their own): a token or webhook of
+    # one is then accepted as the other's. Start-up should refuse it, naming both tenants and the key.
+    with pytest.raises(ConfigError, match=tenant_key):
+        build(config, tmp_path, SHARED, **inherited)
+
+
+@pytest.mark.parametrize("origin", ["https://*.com", "https://*.test", "http://*.localhost"])
+def test_f5_a_cors_pattern_spanning_a_top_level_domain_is_refused(tmp_path: Path, origin: str) -> None:
+    text = TENANTS.replace('"https://*.preview.acme.test"]', f'"{origin}"]')
+    with pytest.raises(ConfigError, match=r"cors\.origins"):
+        read_tenants_file(str(write_tenants(tmp_path, text)), {})
+
+
+def test_f6_an_unknown_tenant_header_is_404_even_with_a_single_tenant(
+    config: dict[str, Any], tmp_path: Path, strapi: responses.RequestsMock
+) -> None:
+    text = f'[tenants.acme]\nstrapi_url = "{ACME_STRAPI}"\ncollections = ["articles"]\n'
+    strapi.get(f"{ACME_STRAPI}/api/articles", json=strapi_list("Acme"))
+    app = build(config, tmp_path, text, TENANT_HEADER="X-Tenant")
+    answer = call(app, "/api/articles", "anything.test", headers={"X-Tenant": "nope"})
+    assert answer.status_code == 404  # README: "an unknown name is a 404" (7700ae4: 200)

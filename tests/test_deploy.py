@@ -160,8 +160,8 @@ def test_env_example_with_every_example_enabled_is_a_valid_configuration(
     monkeypatch.setenv(f"{ENV_PREFIX}_TENANTS_FILE", str(TENANTS_EXAMPLE))  # the example tenants too
     for tenant in ("ACME", "GLOBEX"):
         monkeypatch.setenv(f"{tenant}_STRAPI_API_TOKEN", "token")
-        monkeypatch.setenv(f"{tenant}_STRAPI_JWT_SECRET", "s" * 32)
-        monkeypatch.setenv(f"{tenant}_WEBHOOK_SECRET", "secret")
+        monkeypatch.setenv(f"{tenant}_STRAPI_JWT_SECRET", f"{tenant.lower()}-jwt-secret-" + "s" * 32)
+        monkeypatch.setenv(f"{tenant}_WEBHOOK_SECRET", f"{tenant.lower()}-webhook-secret")
     app = create_app()
     assert app.config["TRUSTED_PROXIES"] == 1
     assert [t.name for t in app.extensions["bffproxy.tenants"]] == ["acme", "globex"]

@@ -97,7 +97,22 @@ def test_the_middleware_strips_the_prefix_and_records_the_tenant() -> None:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("Example.COM:80", "example.com"), ("example.com", "example.com"), ("[::1]", "[::1]"), ("a:b", "a:b")],
+    [
+        ("Example.COM:80", "example.com"),
+        ("example.com", "example.com"),
+        ("[::1]", "[::1]"),
+        ("[::1]:8080", "[::1]"),
+        ("a:b", None),
+        ("a..b", None),
+        ("a b", None),
+        ("", ""),
+    ],
 )
-def test_request_host(host: str, expected: str) -> None:
+def test_request_host(host: str, expected: str | None) -> None:
     assert request_host({"HTTP_HOST": host}) == expected
+
+
+def test_an_absolute_form_request_line_names_the_host() -> None:
+    # RFC 9112 3.2.2: the request target's authority wins over the Host header.
+    assert request_host({"RAW_URI": "http://beta.test/api/x", "HTTP_HOST": "acme.test"}) == "beta.test"
+    assert request_host({"RAW_URI": "/api/x", "HTTP_HOST": "acme.test"}) == "acme.test"

@@ -316,3 +316,35 @@ def test_what_a_page_on_the_allowed_origin_can_read_in_a_real_browser(
     assert seen["patch"] == blocked  # nor PATCH
     assert seen["other_tenant"] == blocked  # beta (the prefix) has no CORS for this origin
     assert seen["unknown_tenant"] == blocked  # no tenant, no CORS: the page cannot read the 404
+
+
+# -- findings of the attack on issue 10, fixed: each failed on 7700ae4 ---------------------------
+
+
+def test_ef1_an_absolute_form_request_target_names_the_tenant_not_the_host_header(
+    bff: Gunicorn,
+) -> None:
+    # RFC 9112 3.2.2: a server receiving the absolute form MUST ignore Host and use the target's
+    # authority (or refuse the request when they disagree). On 7700ae4 the Host header decided.
+    request = b"GET http://beta.test/api/categories HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n"
+    assert tenant_of(bff, request) in ("beta", "html 400")
+
+
+def test_ef2_two_instances_sharing_a_cache_dir_keep_their_own_tenants_after_a_worker_restart(
+    start_bff: Callable[..., Gunicorn],
+    strapi_live: Strapi,
+    tenants_file: Path,
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared-cache"  # e.g. blue and green both on /var/cache/bffproxy
+    shared.mkdir()
+    blue = start_bff(cache_dir=shared, TENANTS_FILE=str(tenants_file), SINGLE_TYPES="")
+    green_file = tmp_path / "green.toml"
+    green_file.write_text(
+        tenants_toml(strapi_live).replace('hosts = ["acme.test", "*.acme.test"]', 'hosts = ["green.test"]')
+    )
+    start_bff(cache_dir=shared, TENANTS_FILE=str(green_file), SINGLE_TYPES="")
+    assert tenant_of(blue, get("/api/categories", "acme.test")) == "acme"
+    replace_workers(blue)  # a crash, max_requests or a timeout kill: no HUP, no edit of blue's file
+    # On 7700ae4 blue's new workers read <CACHE_DIR>/tenants.active.toml, which green overwrote.
+    assert tenant_of(blue, get("/api/categories", "acme.test")) == "acme"
