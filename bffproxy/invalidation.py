@@ -19,6 +19,7 @@ from typing import Any
 from .caching import StoreUnavailable, content_cache
 from .errors import ServiceUnavailable, Unprocessable
 from .reads import DOCUMENT_ID, is_document_id  # noqa: F401  (DOCUMENT_ID: publishing imports it here)
+from .schemas import spec_for
 from .settings import ConfigError, as_mapping, env_name
 from .tenants import registry
 
@@ -110,7 +111,27 @@ def configure_tenant(config: dict[str, Any]) -> None:
         unknown = [n for n in related if n not in exposed]
         if unknown:
             raise ConfigError(f"{env_name('RELATIONS')}__{collection} names unknown collection(s) {unknown}")
-    config["RELATIONS"] = relations
+    config["RELATIONS"] = with_modelled_relations(exposed, relations)
+
+
+def with_modelled_relations(
+    exposed: tuple[str, ...], configured: dict[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    """The configured relations plus those the content model knows (schemas.py), both directions.
+
+    A collection whose schema relates to another can embed it (``populate``), so a change to the
+    other must drop its answers too: article.category means a changed category drops articles, and
+    category.articles that a changed article drops categories. An operator who forgot
+    ``BFFPROXY_RELATIONS__categories=articles`` no longer serves stale articles (found attacking
+    issue 14); the setting still adds what the model cannot know.
+    """
+    merged = {name: list(related) for name, related in configured.items()}
+    for collection in exposed:
+        spec = spec_for(collection)
+        for target in spec.relations.values() if spec is not None else ():
+            if target in exposed and collection not in merged.setdefault(target, []):
+                merged[target].append(collection)
+    return {name: tuple(related) for name, related in merged.items()}
 
 
 def _names(text: str) -> tuple[str, ...]:

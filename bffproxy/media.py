@@ -37,6 +37,7 @@ Everything here was checked on Strapi 5.54 (upload plugin, local provider):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -89,6 +90,7 @@ MEDIA = "upload/files"
 LIST_PARAMS = frozenset({"filters", "sort", "fields", "pagination"})
 ONE_PARAMS = frozenset({"fields"})
 UPLOAD_PARTS = frozenset({"files", "fileInfo"})
+MAX_FILE_INFO = 64 * 1024  # bytes of one fileInfo field (a name, alternative text and a caption)
 EVENTS = frozenset({"media.create", "media.update", "media.delete"})
 AUDITED = {"media.upload": "upload", "media.delete_file": "delete"}
 
@@ -396,6 +398,9 @@ def requested_span(meta: FileMeta) -> tuple[int, int] | None:
     ranges = parse_range_header(request.headers.get("Range"))
     if ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1 or not still_valid(meta):
         return None  # no usable Range (RFC 9110 14.2: ignore it), or If-Range no longer matches
+    start, stop = ranges.ranges[0]
+    if start < -meta.length and stop is None and meta.length > 0:
+        return 0, meta.length  # a suffix longer than the file is the whole file (RFC 9110 14.1.3)
     span = ranges.range_for_length(meta.length)
     if span is None:
         raise RangeNotSatisfiable(
@@ -455,6 +460,8 @@ class MultipartCopy:
         self.digest = hashlib.sha256()  # of the parts, not the boundary: a retry's body has another
         self.parts = 0
         self.complete = False
+        self._field: str | None = None  # the name of the form field (not file) being copied
+        self._info = bytearray()
 
     @property
     def content_type(self) -> str:
@@ -475,6 +482,8 @@ class MultipartCopy:
             self._start_part(event)
         elif isinstance(event, Data):
             self._write(event.data)
+            if self._field == "fileInfo":
+                self._collect_info(event.data, finished=not event.more_data)
         elif isinstance(event, Epilogue):
             self.sink.write(b"\r\n" * bool(self.parts) + b"--" + self.boundary + b"--\r\n")
             self.complete = True
@@ -485,6 +494,8 @@ class MultipartCopy:
                 f"Form field {event.name!r} is not accepted in an upload (only 'files' and 'fileInfo').",
                 details={"field": event.name, "allowed": sorted(UPLOAD_PARTS)},
             )
+        self._field = event.name if isinstance(event, Field) else None
+        self._info.clear()
         head = "Content-Disposition: form-data; " + format_multipart_header_param("name", event.name)
         if isinstance(event, File):
             part_type = event.headers.get("Content-Type", "")
@@ -498,6 +509,28 @@ class MultipartCopy:
     def _write(self, data: bytes) -> None:
         self.sink.write(data)
         self.digest.update(data)
+
+    def _collect_info(self, data: bytes, *, finished: bool) -> None:
+        """Check a fileInfo field is a JSON object (or a list of them): Strapi fails on anything else
+        with a 500, which would be an unknown outcome holding the client's Idempotency-Key."""
+        self._info += data
+        if len(self._info) > MAX_FILE_INFO:
+            raise InvalidParameter(
+                f"'fileInfo' is larger than {MAX_FILE_INFO} bytes.", details={"field": "fileInfo"}
+            )
+        if not finished:
+            return
+        try:
+            info = json.loads(bytes(self._info))
+        except ValueError:
+            info = None
+        if not (
+            isinstance(info, dict) or (isinstance(info, list) and all(isinstance(i, dict) for i in info))
+        ):
+            raise InvalidParameter(
+                "'fileInfo' must be a JSON object (or a list of them, one per file).",
+                details={"field": "fileInfo"},
+            )
 
 
 @bp.post("/api/upload")

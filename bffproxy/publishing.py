@@ -50,10 +50,10 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from . import audit, events, idempotency, reconciliation, rules, strapi_admin
 from .admission import CircuitOpen
-from .auth import authorize, current_identity
+from .auth import authorize, check_policy, current_identity
 from .caching import StoreUnavailable
 from .content import forwarded_headers
-from .errors import ApiError, BadRequest, NotFound, UnsupportedMediaType, UpstreamBusy
+from .errors import ApiError, BadRequest, Forbidden, NotFound, UnsupportedMediaType, UpstreamBusy
 from .idempotency import Claim, StoredAnswer, idempotency_store
 from .invalidation import invalidate_collection
 from .query import canonical, parse_query
@@ -273,7 +273,8 @@ def json_body() -> Any:
 
 
 def prepared(spec: CollectionSpec, data: dict[str, Any], action: str) -> dict[str, Any]:
-    """Apply the business rules to validated data."""
+    """Check the relations it sets from their inverse side, then apply the business rules."""
+    authorize_inverse_relations(spec, data)
     ctx = rules.WriteContext(
         collection=spec.name,
         action=action,
@@ -284,6 +285,23 @@ def prepared(spec: CollectionSpec, data: dict[str, Any], action: str) -> dict[st
         rich_text=tenant_config()["RICH_TEXT_HTML"],
     )
     return rules.apply_rules(ctx, data)
+
+
+def authorize_inverse_relations(spec: CollectionSpec, data: dict[str, Any]) -> None:
+    """A relation set from its inverse side needs ``write`` on the documents it rewrites.
+
+    ``POST /api/categories {"articles": [...]}`` moves those articles into the category: in Strapi
+    it rewrites each article's ``category``. Without this check a role allowed to write only
+    categories could change published articles (found attacking issue 14).
+    """
+    for name, target in spec.inverse_relations.items():
+        if name not in data:
+            continue
+        if not current_tenant().exposes(target):
+            raise Forbidden(
+                f"'{name}' changes '{target}', which is not exposed here.", details={"field": f"data.{name}"}
+            )
+        check_policy(target, "write")
 
 
 def user_key() -> str:

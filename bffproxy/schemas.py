@@ -121,10 +121,12 @@ class Relation(fields.Field[Any]):
         "null": NOT_NULL,
     }
 
-    def __init__(self, *, many: bool, target: str) -> None:
+    def __init__(self, *, many: bool, target: str, inverse: bool = False) -> None:
         super().__init__(allow_none=True)
         self.many = many
         self.target = target  # the collection (plural API name) it points to
+        # Strapi's mappedBy side: setting it rewrites the *target's* documents (their owning field).
+        self.inverse = inverse
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
@@ -174,7 +176,7 @@ class CategorySchema(StrapiSchema):
 
     name = text(max_length=STRAPI_STRING_MAX, required=True)
     slug = uid("name")
-    articles = Relation(many=True, target="articles")
+    articles = Relation(many=True, target="articles", inverse=True)  # mappedBy: article.category
 
 
 class HomepageSchema(StrapiSchema):
@@ -206,6 +208,12 @@ class CollectionSpec:
         """Relation fields and the collection each points to."""
         declared = self.schema().fields.items()
         return {name: f.target for name, f in declared if isinstance(f, Relation)}
+
+    @property
+    def inverse_relations(self) -> dict[str, str]:
+        """Relation fields on Strapi's mappedBy side, whose writes change the target's documents."""
+        declared = self.schema().fields.items()
+        return {name: f.target for name, f in declared if isinstance(f, Relation) and f.inverse}
 
 
 SPECS: dict[str, CollectionSpec] = {

@@ -46,7 +46,8 @@ def app(config: dict[str, Any]) -> Flask:
 def test_relations_are_parsed_and_validated(app: Flask, config: dict[str, Any]) -> None:
     with app.app_context():
         assert related_collections("default", "articles") == ("categories",)
-        assert related_collections("default", "categories") == ()
+        # Not configured, known from the content model: articles embed their category.
+        assert related_collections("default", "categories") == ("articles",)
     with pytest.raises(ConfigError, match="BFFPROXY_RELATIONS__articles names unknown"):
         create_app({**config, "RELATIONS": {"articles": "tags"}})
 
@@ -89,7 +90,7 @@ def test_a_document_purge_names_the_document(app: Flask) -> None:
         "tenant": "default",
         "collection": "categories",
         "documentId": "c1",
-        "invalidated": ["categories"],
+        "invalidated": ["categories", "articles"],  # articles embed categories (the content model)
     }
 
 

@@ -12,6 +12,8 @@ import requests
 import responses
 from flask.testing import FlaskClient
 
+from bffproxy import create_app
+
 from .conftest import STRAPI, strapi_list
 from .test_strapi import connection_refused
 
@@ -565,3 +567,32 @@ def test_one_key_with_another_status_is_another_request(
     same = client.post("/api/articles", json=body, headers=headers)
     assert (same.status_code, same.headers["Idempotent-Replayed"]) == (201, "true")
     assert len(writes(strapi)) == 1
+
+
+@pytest.mark.parametrize(
+    "articles",
+    [[DOC], {"connect": [DOC]}, {"set": [{"documentId": DOC}]}, {"disconnect": [DOC]}, []],
+)
+def test_setting_a_relation_from_its_inverse_side_needs_write_on_its_target(
+    config: dict[str, Any], strapi: responses.RequestsMock, articles: Any
+) -> None:
+    # Found attacking issue 14: a role allowed to write only categories moved published articles
+    # into its category (category.articles is Strapi's mappedBy side of article.category).
+    config["POLICIES"] = {
+        "articles": "read=public,write=editor",
+        "categories": "read=public,write=authenticated|editor",
+    }
+    client = create_app(config).test_client()
+    register_users(strapi)
+    body = {"data": {"name": "Moved", "articles": articles}}
+    reader = {**bearer(READER), "Content-Type": "application/json"}
+    refused = client.post("/api/categories", json=body, headers=reader)
+    assert refused.status_code == 403 and "articles" in refused.get_json()["error"]["message"]
+    assert not [c for c in strapi.calls if c.request.method == "POST"]
+    strapi.post(f"{STRAPI}/api/categories", json=document(name="Moved"), status=201)
+    allowed = client.post(
+        "/api/categories", json=body, headers={**bearer(EDITOR), "Content-Type": "application/json"}
+    )
+    assert allowed.status_code == 201  # the editor may write articles too
+    plain = client.post("/api/categories", json={"data": {"name": "Plain"}}, headers=reader)
+    assert plain.status_code == 201  # without the relation the reader's category write is its own

@@ -82,10 +82,12 @@ def test_update_drops_its_collection_and_the_populated_relations(
 
 
 @pytest.mark.usefixtures("warm")
-def test_delete_without_relations_keeps_unrelated_collections(client: FlaskClient) -> None:
+def test_delete_drops_the_collections_whose_model_embeds_it(client: FlaskClient) -> None:
+    # entry.delete carries no relations: the content model says categories embed articles
+    # (category.articles), so their cached answers go too, without BFFPROXY_RELATIONS.
     response = deliver(client, DELETE)
-    assert response.get_json()["invalidated"] == ["articles"]
-    assert cached(client) == ["MISS", "MISS", "HIT"]
+    assert response.get_json()["invalidated"] == ["articles", "categories"]
+    assert cached(client) == ["MISS", "MISS", "MISS"]
 
 
 def test_delete_uses_the_configured_relations(config: dict[str, Any], strapi: responses.RequestsMock) -> None:
@@ -97,7 +99,7 @@ def test_delete_uses_the_configured_relations(config: dict[str, Any], strapi: re
 def test_repeated_deliveries_are_harmless(client: FlaskClient) -> None:
     for _ in range(2):  # a DELETE sends two entry.delete for one document
         assert deliver(client, DELETE).status_code == 200
-    assert cached(client) == ["MISS", "MISS", "HIT"]
+    assert cached(client) == ["MISS", "MISS", "MISS"]
     assert cached(client) == ["HIT", "HIT", "HIT"]
 
 
