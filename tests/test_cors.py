@@ -121,3 +121,22 @@ def test_a_tenant_without_cors_is_left_alone() -> None:
         "/", headers={"Origin": "https://app.acme.test", "Access-Control-Request-Method": "GET"}
     )
     assert plain.status_code == 200 and app.calls == 2  # the app answers its own OPTIONS
+
+
+def test_a_hits_cors_headers_are_remembered_per_origin_and_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bffproxy.cors as cors
+
+    computed: list[str] = []
+    real = cors.get_cors_headers
+
+    def counting(options: Any, headers: Any, method: str) -> Any:
+        computed.append(headers.get("Origin"))
+        return real(options, headers, method)
+
+    monkeypatch.setattr(cors, "get_cors_headers", counting)
+    browser, _ = client(ACME)
+    for origin in ["https://app.acme.test", "https://evil.test"] * 3:
+        answer = browser.get("/", headers={"Origin": origin})
+        allowed = answer.headers.get("Access-Control-Allow-Origin")
+        assert allowed == (origin if origin == "https://app.acme.test" else None)
+    assert computed == ["https://app.acme.test", "https://evil.test"]  # once each, then remembered
