@@ -8,7 +8,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +30,13 @@ class Knobs:
     warmup: float
 
 
-def get_once(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def get_once(
+    port: int, path: str, method: str = "GET", headers: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection, so gunicorn hands it to whichever worker accepts first."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request(method, path, headers={"Connection": "close"})
+        conn.request(method, path, headers={**(headers or {}), "Connection": "close"})
         response = conn.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,17 @@ def ratios(runs: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, float]]
     """
     out = {}
     for target, systems in runs.items():
-        rounds = list(zip(systems["bffproxy"], systems["floor"], systems["strapi"], strict=True))
+        rps = {system: [r.requests_per_s for r in rounds] for system, rounds in systems.items()}
         out[target] = {
-            "hits_over_floor": round(
-                statistics.median(b.requests_per_s / f.requests_per_s for b, f, _ in rounds), 2
-            ),
-            "hits_over_strapi": round(
-                statistics.median(b.requests_per_s / s.requests_per_s for b, _, s in rounds), 1
-            ),
+            "hits_over_floor": round(paired_ratio(rps["bffproxy"], rps["floor"]), 2),
+            "hits_over_strapi": round(paired_ratio(rps["bffproxy"], rps["strapi"]), 1),
         }
     return out
+
+
+def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """The median of the per-round ratios, round ``i`` of one series over round ``i`` of the other."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
 
 
 def verdicts(result: dict[str, Any]) -> dict[str, bool | None]:
@@ -46,12 +48,19 @@ def verdicts(result: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
+def command_line(knobs: dict[str, Any], target: str) -> str:
+    """The command that repeats a run with these knobs, as Markdown code."""
+    return (
+        f"`BENCH_DURATION={knobs['duration']:g} BENCH_CONNECTIONS={knobs['connections']} "
+        f"BENCH_ROUNDS={knobs['rounds']} make {target}`"
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README-ready table."""
     knobs = result["settings"]
     lines = [
-        f"`BENCH_DURATION={knobs['duration']:g} BENCH_CONNECTIONS={knobs['connections']} "
-        f"BENCH_ROUNDS={knobs['rounds']} make bench`",
+        command_line(knobs, "bench"),
         "",
         f"wrk -t1 -c{knobs['connections']} -d{knobs['duration']:g}s, {knobs['rounds']} interleaved rounds "
         f"(medians; ratios: median of per-round ratios), {result['machine']}; "

@@ -27,13 +27,13 @@ from bench.stack import WORKERS, running_stack  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-def knobs_from_env() -> measure.Knobs:
-    """The BENCH_* knobs, bounded so a typo cannot start an hour-long or 10k-connection run."""
-    duration = min(float(os.environ.get("BENCH_DURATION", "10")), 120)
+def knobs_from_env(duration: str = "10", rounds: str = "3") -> measure.Knobs:
+    """The BENCH_* knobs over these defaults, bounded so a typo cannot start an hour-long run."""
+    seconds = min(float(os.environ.get("BENCH_DURATION", duration)), 120)
     connections = min(int(os.environ.get("BENCH_CONNECTIONS", "16")), 256)
-    rounds = min(int(os.environ.get("BENCH_ROUNDS", "3")), 10)
+    count = min(int(os.environ.get("BENCH_ROUNDS", rounds)), 10)
     warmup = min(float(os.environ.get("BENCH_WARMUP", "3")), 30)
-    return measure.Knobs(duration, connections, rounds, warmup)
+    return measure.Knobs(seconds, connections, count, warmup)
 
 
 def progress(message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,14 +46,18 @@ def parse(output: str) -> WrkResult:
     return WrkResult(float(rps.group(1)), percentiles[50], percentiles[99], int(total.group(1)), errors)
 
 
-def run(url: str, *, duration: float, connections: int, threads: int = 1) -> WrkResult:
-    """Run wrk for ``duration`` seconds on a loopback ``url`` (killed if it overruns)."""
+def run(
+    url: str, *, duration: float, connections: int, threads: int = 1, headers: Mapping[str, str] | None = None
+) -> WrkResult:
+    """Run wrk for ``duration`` seconds on a loopback ``url`` (killed if it overruns), sending ``headers``."""
     if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
         raise ValueError(f"refusing to load-test a non-loopback URL: {url}")
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed: run `make system-deps` (apt-get install wrk)")
     command = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout=10s", "--latency"]
+    for name, value in (headers or {}).items():  # a Host header here replaces wrk's own
+        command += ["-H", f"{name}: {value}"]
     result = subprocess.run(
         [*command, url], capture_output=True, text=True, timeout=duration + 30, check=True
     )
