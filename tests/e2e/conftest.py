@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .services import Gunicorn, RedisServer, Strapi, bff_env, free_port
+from .services import Gunicorn, RedisServer, Strapi, bff_env, free_port, login
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +79,15 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(free_port()).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def editor(strapi_live: Strapi) -> dict[str, str]:
+    """The Authorization header of the seeded editor (Strapi role ``editor``)."""
+    return login(strapi_live, "editor", "Editor-Passw0rd!")
+
+
+@pytest.fixture
+def reader(strapi_live: Strapi) -> dict[str, str]:
+    """The Authorization header of the seeded reader (Strapi role ``authenticated``)."""
+    return login(strapi_live, "reader", "Reader-Passw0rd!")

@@ -251,3 +251,12 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+def login(strapi: Strapi, username: str, password: str) -> dict[str, str]:
+    """The Authorization header of a Strapi user (POST /api/auth/local)."""
+    answer = requests.post(
+        f"{strapi.url}/api/auth/local", json={"identifier": username, "password": password}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['jwt']}"}

@@ -23,10 +23,9 @@ import requests
 from jwt.warnings import InsecureKeyLengthWarning
 from urllib3 import encode_multipart_formdata
 
-from .services import Gunicorn, Strapi, bff_env
+from .services import Gunicorn, Strapi, bff_env, login
 from .test_bodies_e2e import chunks
 from .test_media_e2e import strapi_settled
-from .test_publishing_e2e import login
 from .test_single_types_e2e import SEEDED
 
 LIMIT = 256 * 1024

@@ -33,8 +33,8 @@ import requests
 from bench.soak import delete_in_strapi
 from bench.soak import in_strapi as titled_in_strapi
 
-from .services import Gunicorn, RedisServer, Strapi, free_port, wait_until
-from .test_publishing_e2e import POLICY, login
+from .services import Gunicorn, RedisServer, Strapi, free_port, login, wait_until
+from .test_publishing_e2e import POLICY
 
 # The fail-fast 503s README documents ("What clients get"); each carries Retry-After.
 SHED = {"upstream_busy", "upstream_unavailable"}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from .services import Gunicorn, Strapi
-from .test_publishing_e2e import POLICY, login
+from .services import Gunicorn
+from .test_publishing_e2e import POLICY
 
 MIB = 1024 * 1024
 SECRET = {"X-Webhook-Secret": "e2e-webhook-secret"}
@@ -31,11 +31,6 @@ ROUTES = ["/api/articles/publish", "/webhooks/strapi", "/admin/cache/purge", "/a
 def bff(start_bff: Callable[..., Gunicorn]) -> Gunicorn:
     """bffproxy (2 workers) where editors may write articles; not Strapi's webhook target."""
     return start_bff(**POLICY)
-
-
-@pytest.fixture
-def editor(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "editor", "Editor-Passw0rd!")
 
 
 def assert_too_large(response: requests.Response) -> None:

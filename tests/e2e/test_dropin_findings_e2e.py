@@ -9,7 +9,6 @@ import pytest
 import requests
 
 from .services import Gunicorn, Strapi
-from .test_publishing_e2e import login
 
 SETTINGS = {
     "COLLECTIONS": "articles,categories,homepage",
@@ -24,16 +23,6 @@ SETTINGS = {
 @pytest.fixture
 def bff(start_bff: Callable[..., Gunicorn]) -> Gunicorn:
     return start_bff(**SETTINGS)
-
-
-@pytest.fixture
-def editor(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "editor", "Editor-Passw0rd!")
-
-
-@pytest.fixture
-def reader(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "reader", "Reader-Passw0rd!")
 
 
 @pytest.fixture

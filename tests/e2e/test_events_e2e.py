@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from .services import Gunicorn, Strapi
-from .test_publishing_e2e import ADMIN, login
+from .services import Gunicorn, Strapi, login
+from .test_publishing_e2e import ADMIN
 
 POLICY = {"POLICIES__articles": "read=public,drafts=editor,write=editor", "EVENTS_MAX_SUBSCRIBERS": "3"}
 DEADLINE = 2.0  # seconds from a change in Strapi to its event on the client (the bound)

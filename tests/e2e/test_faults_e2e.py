@@ -37,7 +37,7 @@ from bench.soak import delete_in_strapi
 from bench.soak import in_strapi as in_strapi_titled
 
 from .services import Gunicorn, RedisServer, Strapi, free_port, http_ok, wait_until
-from .test_publishing_e2e import POLICY, in_strapi, login
+from .test_publishing_e2e import POLICY, in_strapi
 
 ERROR_STATUSES = {502, 503, 504}
 # The documented fail-fast 503s (README, "What clients get") carry Retry-After.
@@ -224,11 +224,6 @@ def same_workers(bff: Gunicorn) -> set[int]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def editor(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "editor", "Editor-Passw0rd!")
 
 
 @pytest.fixture

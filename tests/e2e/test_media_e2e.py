@@ -15,10 +15,9 @@ from urllib3 import encode_multipart_formdata
 
 from tests.test_deploy import nginx_available
 
-from .services import Gunicorn, Strapi, wait_until
+from .services import Gunicorn, Strapi, login, wait_until
 from .test_bodies_e2e import chunks
 from .test_nginx_e2e import Front, nginx_in_front_of
-from .test_publishing_e2e import login
 
 LIMIT = 4 * 1024 * 1024  # above the 1 MiB JSON body limit: the two are separate
 
@@ -27,11 +26,6 @@ LIMIT = 4 * 1024 * 1024  # above the 1 MiB JSON body limit: the two are separate
 def bff(start_bff: Callable[..., Gunicorn], webhook_port: int) -> Gunicorn:
     """bffproxy on the port Strapi's webhook targets, editors may upload."""
     return start_bff(port=webhook_port, POLICIES__upload="read=public,write=editor", MAX_UPLOAD_BYTES=LIMIT)
-
-
-@pytest.fixture
-def editor(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "editor", "Editor-Passw0rd!")
 
 
 @pytest.fixture

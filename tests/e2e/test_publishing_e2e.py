@@ -26,25 +26,6 @@ POLICY = {
 }
 
 
-def login(strapi: Strapi, username: str, password: str) -> dict[str, str]:
-    """The Authorization header of a Strapi user (POST /api/auth/local)."""
-    answer = requests.post(
-        f"{strapi.url}/api/auth/local", json={"identifier": username, "password": password}, timeout=10
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['jwt']}"}
-
-
-@pytest.fixture
-def editor(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "editor", "Editor-Passw0rd!")
-
-
-@pytest.fixture
-def reader(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "reader", "Reader-Passw0rd!")
-
-
 @pytest.fixture
 def bff(start_bff: Callable[..., Gunicorn]) -> Gunicorn:
     """bffproxy (2 workers) that may write articles and unpublish; not Strapi's webhook target."""

@@ -15,8 +15,7 @@ import requests
 
 from bffproxy.schemas import SPECS
 
-from .services import Gunicorn, Strapi, wait_until
-from .test_publishing_e2e import login
+from .services import Gunicorn, Strapi, login, wait_until
 
 SEEDED = {  # strapi/app/src/index.js, ensureHomepage
     "title": "Welcome to the BFF lab",
@@ -62,11 +61,6 @@ def homepage_webhooks(bff: Gunicorn) -> int:
         for line in bff.log().splitlines()
         if "bffproxy.webhooks " in line and ": webhook entry." in line and " homepage " in line
     )
-
-
-@pytest.fixture
-def editor(strapi_live: Strapi) -> dict[str, str]:
-    return login(strapi_live, "editor", "Editor-Passw0rd!")
 
 
 def read(bff: Gunicorn, query: str = "", **headers: str) -> requests.Response:
