@@ -352,14 +352,7 @@ def test_redis_killed_and_restarted_under_load(
     soak_title: str,
 ) -> None:
     bff = start_bff(REDIS_URL=redis_server.url, **POLICY)
-    # The scenario's phase counts are judged over a few seconds of real traffic; about one run in
-    # eight failed a check its printed phases do not yet explain (issue 9 notes). One more full
-    # scenario, with its own documents, must then pass: a real regression fails both.
-    try:
-        _redis_outage(bff, redis_server, strapi_live, editor, f"{soak_title} a1")
-    except AssertionError as first:
-        print(f"\nfirst Redis outage scenario failed, running it once more: {first!r}")
-        _redis_outage(bff, redis_server, strapi_live, editor, f"{soak_title} a2")
+    _redis_outage(bff, redis_server, strapi_live, editor, f"{soak_title} a1")
 
 
 def _redis_outage(
@@ -436,7 +429,11 @@ def _redis_outage(
         "HIT",  # a worker's memory tier keeps answering a hit it holds until Redis is asked
         "MISS",  # a read that began just before the kill, or before its worker saw the fault
     }
-    after = Counter(cache for kind, _, cache, _ in phases["after"].elements() if kind == "cached")
+    # Only 200s carry X-Cache: a read the bulkhead shed (503, bounded above) has none. Counting those
+    # as an empty X-Cache was the 1-in-8 failure this test once re-ran for.
+    after = Counter(
+        cache for kind, status, cache, _ in phases["after"].elements() if kind == "cached" and status == 200
+    )
     assert set(after) <= {"HIT", "MISS"} and after["HIT"] > after["MISS"]  # writes invalidate: MISS
     assert {status for kind, status, _, _ in everything if kind == "write"} <= {201, 503}
     assert sorted(item["documentId"] for item in in_strapi_titled(strapi_live, soak_title)) == sorted(created)
