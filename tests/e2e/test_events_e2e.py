@@ -168,15 +168,14 @@ def test_each_change_in_strapi_is_one_event_in_order_and_drafts_stay_private(
 
     # Strapi's publish (admin or REST) saves the draft row too and says so (entry.update, checked
     # here on the real Strapi): drafts subscribers hear of that save, the public does not.
+    # Strapi posts a publish's two webhooks at once, so they reach bffproxy in either order: each
+    # publish is judged as the pair, the changes themselves in order.
     rest = kinds(drafts.take(6))
-    assert rest == [
-        ("updated", doc),
-        ("published", doc),
-        ("unpublished", doc),
-        ("updated", doc),
-        ("published", doc),
-        ("deleted", doc),
-    ]
+    pair = sorted([("updated", doc), ("published", doc)])
+    assert sorted(rest[0:2]) == pair
+    assert rest[2] == ("unpublished", doc)
+    assert sorted(rest[3:5]) == pair
+    assert rest[5] == ("deleted", doc)
     drafts.nothing_more()  # the delete's two rows are one event here too
 
 
