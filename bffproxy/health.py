@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from .caching import content_cache
 from .errors import ServiceUnavailable
 from .strapi import StrapiClient
-from .tenants import Tenant, registry
+from .tenants import registry
 
 bp = Blueprint("health", __name__)
 
@@ -90,11 +90,6 @@ def _circuit(client: StrapiClient) -> str:
 def init_app(app: Flask) -> None:
     """Register the probes, with one Readiness per tenant."""
     app.extensions["bffproxy.readiness"] = {
-        tenant.name: Readiness(tenant.strapi.ping) for tenant in _tenants(app)
+        tenant.name: Readiness(tenant.strapi.ping) for tenant in app.extensions["bffproxy.tenants"]
     }
     app.register_blueprint(bp)
-
-
-def _tenants(app: Flask) -> list[Tenant]:
-    with app.app_context():
-        return list(registry())

@@ -49,9 +49,7 @@ class FreshHits:
         self.debug_headers = bool(app.config["DEBUG_HEADERS"])
         # Per tenant, the collections anyone may read: the only ones a fast hit can answer.
         self.public: dict[str, frozenset[str]] = {
-            tenant.name: frozenset(
-                c for c in tenant.collections if policies.PUBLIC in tenant.config["POLICIES"][c]["read"]
-            )
+            tenant.name: policies.public_collections(tenant.config, tenant.collections)
             for tenant in app.extensions["bffproxy.tenants"]
         }
 

@@ -92,6 +92,12 @@ def is_public(collection: str, action: str) -> bool:
     return PUBLIC in allowed_roles(collection, action)
 
 
+def public_collections(config: Mapping[str, Any], collections: tuple[str, ...]) -> frozenset[str]:
+    """The collections of a tenant (its checked settings) that anyone may read."""
+    policies: Mapping[str, Policy] = config["POLICIES"]
+    return frozenset(c for c in collections if PUBLIC in policies.get(c, {}).get("read", frozenset()))
+
+
 def role_may(role: str, collection: str, action: str) -> bool:
     """True when a signed-in user with ``role`` may do ``action`` on ``collection``."""
     roles = allowed_roles(collection, action)
