@@ -35,6 +35,8 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 
 # The tenants file the operator edits; workers read the copy the arbiter last validated.
 TENANTS_SOURCE = "BFFPROXY_TENANTS_SOURCE"
+# The app the arbiter builds to validate the configuration (gunicorn.events.conf.py: the events app).
+APP_FACTORY = "create_app"
 
 
 def _validate_and_activate():
@@ -42,9 +44,11 @@ def _validate_and_activate():
 
     ConfigError (or any error) leaves BFFPROXY_TENANTS_FILE as the caller restores it.
     """
-    from bffproxy import create_app
+    import bffproxy
     from bffproxy.settings import DEFAULTS
     from bffproxy.tenants_file import promote, stage
+
+    create_app = getattr(bffproxy, APP_FACTORY)
 
     source = os.environ.setdefault(TENANTS_SOURCE, os.environ.get("BFFPROXY_TENANTS_FILE", ""))
     if not source:

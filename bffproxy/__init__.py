@@ -26,6 +26,7 @@ from . import (
     invalidation,
     logs,
     media,
+    openapi,
     policies,
     publishing,
     ratelimit,
@@ -61,7 +62,7 @@ TENANT_SETTINGS: tuple[tenants.TenantSettings, ...] = (
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults, .env, BFFPROXY_* env, ``config``), extensions, blueprints."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static/<path> route: bffproxy serves no package files
     # An API answers the path it was given: no HTML 308 to http://<client Host>/... for '//' or for
     # the URL a rule's defaults spell differently (errors.py turns any other redirect into a 404).
     app.url_map.merge_slashes = False
@@ -83,6 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     publishing.init_app(app)
     health.init_app(app)
     content.init_app(app)
+    openapi.init_app(app)
     media.init_app(app)  # before bodies: its uploads stream past the JSON body limit
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
