@@ -93,6 +93,13 @@ def on_reload(server):
         server.log.info("bffproxy: configuration reloaded")
 
 
+def post_worker_init(worker):
+    """Start bffproxy's reconciler thread in each worker, once its app is loaded (never in the arbiter)."""
+    from bffproxy import reconciler
+
+    reconciler.start_in_worker(worker.wsgi)
+
+
 def on_exit(server):
     """Remove this instance's copy of the tenants file."""
     active = os.environ.get("BFFPROXY_TENANTS_FILE", "")

@@ -30,6 +30,7 @@ from . import (
     policies,
     publishing,
     ratelimit,
+    reconciler,
     request_id,
     rules,
     settings,
@@ -75,6 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     media.configure(app.config)
     event_log.configure(app.config)
     events_sse.configure(app.config)
+    reconciler.configure(app.config)
     tenants.init_app(app, TENANT_SETTINGS)
     caching.init_app(app)
     admission.init_app(app)
@@ -89,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)
+    reconciler.init_app(app)  # its thread starts in the worker (gunicorn.conf.py), never here
     event_log.init_app(app)
     events_sse.init_app(app)
     bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none

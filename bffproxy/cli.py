@@ -12,10 +12,11 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from . import create_app
+from . import create_app, reconciler
 from .errors import ApiError
 from .invalidation import purge
 from .settings import ConfigError
+from .store import StoreUnavailable
 from .tenants import registry
 from .tenants_file import SETTINGS as TENANT_SETTINGS
 
@@ -160,6 +161,33 @@ def purge_command(
             raise click.UsageError(exc.message) from exc
         raise click.ClickException(exc.message) from exc
     click.echo(f"purged {result['scope']}: {', '.join(result['invalidated']) or 'nothing'}")
+
+
+@cli.command("reconcile")
+@click.option("--tenant", help="Only this tenant (default: every tenant).")
+@click.option("--since", help="Also announce changes after this ISO 8601 time that no one reported.")
+@with_appcontext
+def reconcile_command(tenant: str | None, since: str | None) -> None:
+    """Find the changes Strapi made that no webhook reported: invalidate them and announce them."""
+    try:
+        after = reconciler.parse_time(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from exc
+    try:
+        tenants = [registry().named(tenant)] if tenant else list(registry())
+    except ApiError as exc:
+        raise click.UsageError(exc.message) from exc
+    failed = []
+    for each in tenants:
+        try:
+            report = reconciler.reconcile_tenant(each, since=after)
+        except (ApiError, StoreUnavailable) as exc:
+            failed.append(each.name)
+            click.echo(f"[{each.name}] failed: {getattr(exc, 'message', exc)}", err=True)
+            continue
+        click.echo(f"[{each.name}] {report.summary()}")
+    if failed:
+        raise click.ClickException(f"reconcile failed for tenant(s): {', '.join(failed)}")
 
 
 def main() -> None:

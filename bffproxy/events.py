@@ -24,6 +24,9 @@ Duplicates collapse on a short-lived key in the shared store (``add``: the first
 worker or instance): the tenant, document, type and the version the change made (``updatedAt`` of
 a created/updated draft, ``publishedAt`` of a publish or unpublish). bffproxy's own write and
 Strapi's webhook about it name the same version, so whichever comes first is the one event.
+Created and updated share one key (a save stamps one ``updatedAt``): the reconciler, which sees
+only the latest save, cannot always tell them apart. Claims live ``DEDUPE_TTL`` or the
+reconciler's look-back, whichever is longer (reconciler.py), so it never repeats a webhook.
 
 Emission is the caller's last step, after the invalidation the event stands for was committed:
 a client refetching on the event never reads the old version.
@@ -38,6 +41,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from flask import current_app
 
 from .event_log import LoggedEvent, event_log
 from .store import StoreUnavailable, shared_store
@@ -177,7 +182,7 @@ def claimed_audience(tenant: str, change: Change) -> str | None:
     A delete's two rows share one key: the first report tells its own audience; the published row
     arriving after the draft row's tells the public (drafts subscribers already know).
     """
-    base = f"events:seen:{tenant}:{change.collection}:{change.document_id}:{change.type}:{change.version}"
+    base = seen_key(tenant, change)
     first = "published" if change.published_row else "draft"
     if _claim(base, first):
         return change.audience
@@ -186,10 +191,26 @@ def claimed_audience(tenant: str, change: Change) -> str | None:
     return None
 
 
+def seen_key(tenant: str, change: Change) -> str:
+    """The dedupe key of a change: created and updated are one kind of save (same ``updatedAt``)."""
+    kind = "saved" if change.type in ("created", "updated") else change.type
+    return f"events:seen:{tenant}:{change.collection}:{change.document_id}:{kind}:{change.version}"
+
+
+def reported(tenant: str, change: Change) -> bool:
+    """True when a webhook, a write or a reconcile already claimed this change's event for all it concerns."""
+    base = seen_key(tenant, change)
+    seen = _seen(base)
+    if change.type == "deleted" and change.published_row and seen == "draft":
+        return _seen(f"{base}:public") is not None  # the public has not heard of it yet
+    return seen is not None
+
+
 def _claim(key: str, value: str) -> bool:
     """True when ``key`` was not set (now it is); a store fault counts as a first claim."""
+    ttl = current_app.extensions.get("bffproxy.dedupe_ttl", DEDUPE_TTL)
     try:
-        return bool(shared_store().call("add", key, value, DEDUPE_TTL, must_land=True))
+        return bool(shared_store().call("add", key, value, ttl, must_land=True))
     except StoreUnavailable:  # a duplicate event costs a refetch; a lost one, a stale page
         return True
 

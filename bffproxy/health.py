@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from . import reconciler
 from .caching import content_cache
 from .errors import ServiceUnavailable
 from .strapi import StrapiClient
@@ -77,7 +78,8 @@ def readyz() -> Response:
             },
         )
     circuits = {tenant.name: _circuit(tenant.strapi) for tenant in registry()}
-    response = jsonify(status="ready", strapi="up", store=store, circuit=circuits)
+    reconciled = reconciler.last_successes()  # each tenant's last successful reconcile (None: never)
+    response = jsonify(status="ready", strapi="up", store=store, circuit=circuits, reconciled=reconciled)
     response.headers["Cache-Control"] = "no-store"
     return response
 

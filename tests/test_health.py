@@ -40,6 +40,7 @@ def test_readyz_reports_strapi_and_the_store(client: FlaskClient, strapi: respon
         "strapi": "up",
         "store": "up",
         "circuit": {"default": "closed"},
+        "reconciled": {"default": None},  # no reconcile pass yet (reconciler.py)
     }
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -67,6 +68,7 @@ def test_readyz_stays_ready_with_the_store_down_but_says_so(
         "strapi": "up",
         "store": "down",
         "circuit": {"default": "closed"},
+        "reconciled": {"default": None},
     }
 
 
