@@ -19,8 +19,11 @@ from . import (
     content,
     cors,
     errors,
+    event_feed,
     event_log,
+    event_tickets,
     events_sse,
+    events_ws,
     health,
     hits,
     invalidation,
@@ -30,7 +33,6 @@ from . import (
     policies,
     publishing,
     ratelimit,
-    reconciler,
     request_id,
     rules,
     settings,
@@ -41,7 +43,7 @@ from . import (
 from .settings import ConfigError, load_config
 from .tenant_routing import TenantRouting
 
-__all__ = ["ConfigError", "create_app"]
+__all__ = ["ConfigError", "create_app", "create_events_app"]
 
 
 # Each validates one tenant's settings in place, in this order (later ones read earlier results).
@@ -62,7 +64,36 @@ TENANT_SETTINGS: tuple[tenants.TenantSettings, ...] = (
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings (defaults, .env, BFFPROXY_* env, ``config``), extensions, blueprints."""
+    """Build the API app: settings (defaults, .env, BFFPROXY_* env, ``config``), extensions, blueprints."""
+    app = _core_app(config, max_subscribers=2)  # each stream holds a gthread thread here
+    accounts.init_app(app)
+    admin.init_app(app)
+    publishing.init_app(app)
+    content.init_app(app)
+    openapi.init_app(app)
+    media.init_app(app)  # before bodies: its uploads stream past the JSON body limit
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(publishing.bp)
+    bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none
+    if app.config["FAST_HITS"]:
+        app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]
+    return _wrapped(app)
+
+
+def create_events_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the events app: event streams, tickets and health only, for gunicorn's gevent worker.
+
+    Same settings, tenants, routing, CORS and auth as the API app; none of its content, publishing
+    or file locks, which would block a gevent worker's every greenlet (deploy/: events units).
+    """
+    app = _core_app(config, max_subscribers=10_000)
+    bodies.init_app(app)
+    return _wrapped(app)
+
+
+def _core_app(config: Mapping[str, Any] | None, *, max_subscribers: int) -> Flask:
+    """What both apps share: settings, tenants, the store, auth, health and the event routes."""
     app = Flask(__name__, static_folder=None)  # no /static/<path> route: bffproxy serves no package files
     # An API answers the path it was given: no HTML 308 to http://<client Host>/... for '//' or for
     # the URL a rule's defaults spell differently (errors.py turns any other redirect into a 404).
@@ -75,28 +106,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     caching.configure(app.config)  # process-wide settings the tenants' derive from
     media.configure(app.config)
     event_log.configure(app.config)
-    events_sse.configure(app.config)
-    reconciler.configure(app.config)
+    event_feed.configure(app.config, max_subscribers)
     tenants.init_app(app, TENANT_SETTINGS)
     caching.init_app(app)
     admission.init_app(app)
     auth.init_app(app)
-    accounts.init_app(app)
-    admin.init_app(app)
-    publishing.init_app(app)
     health.init_app(app)
-    content.init_app(app)
-    openapi.init_app(app)
-    media.init_app(app)  # before bodies: its uploads stream past the JSON body limit
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(publishing.bp)
-    reconciler.init_app(app)  # its thread starts in the worker (gunicorn.conf.py), never here
     event_log.init_app(app)
+    event_feed.init_app(app)
+    app.register_blueprint(event_tickets.bp)
     events_sse.init_app(app)
-    bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none
-    if app.config["FAST_HITS"]:
-        app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]
+    events_ws.init_app(app)
+    return app
+
+
+def _wrapped(app: Flask) -> Flask:
+    """The WSGI layers around Flask, outermost last: CORS, tenant routing, trusted proxies."""
     app.wsgi_app = cors.Cors(app.wsgi_app, tenants.cors_options_of)  # type: ignore[method-assign]
     registry = app.extensions["bffproxy.tenants"]
     app.wsgi_app = TenantRouting(app.wsgi_app, registry.matcher)  # type: ignore[method-assign]

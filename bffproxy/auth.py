@@ -14,6 +14,7 @@ shared store (see :func:`fetch_profile`). Views use :func:`require_auth`, :func:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import warnings
@@ -62,6 +63,7 @@ class Identity:
     email: str
     role: str  # the Strapi role's ``type``, e.g. "authenticated", "editor"
     token: str  # the raw bearer token, to forward to Strapi
+    expires_at: float = 0.0  # the token's ``exp`` (an event stream ends then)
 
 
 class AuthNotConfigured(ApiError):
@@ -193,9 +195,10 @@ def _authenticate() -> Identity | None:
     if not tenant_config()["STRAPI_JWT_SECRET"]:
         raise AuthNotConfigured()
     token = bearer_token(header)
-    user_id = user_id_of(verified_claims(token))
+    claims = verified_claims(token)
+    user_id = user_id_of(claims)
     assert user_id is not None  # verified_claims refused the token otherwise
-    return resolve_identity(user_id, token)
+    return dataclasses.replace(resolve_identity(user_id, token), expires_at=float(claims["exp"]))
 
 
 def resolve_identity(user_id: str, token: str) -> Identity:

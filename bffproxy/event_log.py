@@ -18,13 +18,14 @@ stream sends a ``resync`` instead of a silent gap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,6 +77,9 @@ class EventLog(Protocol):
     def parse_id(self, text: str) -> str | None:
         """``text`` as an id of this log, or None when it cannot be one."""
 
+    def position(self, event_id: str) -> tuple[int, int]:
+        """A sort key: ids compare in the order the log handed them out."""
+
 
 class SqliteEventLog:
     """The embedded log: one SQLite file in WAL mode, a connection per thread and per process."""
@@ -87,35 +91,53 @@ class SqliteEventLog:
         self.max_count = max_count
         self.max_age = max_age
         self.clock = clock
-        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._pool_lock = threading.Lock()
         with self._connection() as db:
             db.executescript(SCHEMA)
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened after the fork (a worker never uses the arbiter's)."""
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None or getattr(self._local, "pid", None) != os.getpid():
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this process for one operation.
+
+        A small pool, not one per thread: under gunicorn's gevent worker ``threading.local`` is per
+        greenlet, and thousands of subscribers would each open their own. A connection opened before
+        a fork is never used after it.
+        """
+        with self._pool_lock:
+            if self._pid != os.getpid():
+                self._idle, self._pid = [], os.getpid()
+            db = self._idle.pop() if self._idle else None
+        if db is None:
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
+        try:
+            yield db
+        finally:
+            with self._pool_lock:
+                if self._pid == os.getpid():
+                    self._idle.append(db)
 
     def append(self, tenant: str, fields: dict[str, Any]) -> str:
         """Append one event and prune the tenant's expired ones, in one transaction; its id."""
-        db = self._connection()
         now = self.clock()
-        db.execute("BEGIN IMMEDIATE")  # one writer at a time: ids are handed out in commit order
-        try:
-            cursor = db.execute(
-                "INSERT INTO events (tenant, at, body) VALUES (?, ?, ?)", (tenant, now, json.dumps(fields))
-            )
-            event_id = int(cursor.lastrowid or 0)
-            self._prune(db, tenant, now)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time: ids are handed out in commit order
+            try:
+                cursor = db.execute(
+                    "INSERT INTO events (tenant, at, body) VALUES (?, ?, ?)",
+                    (tenant, now, json.dumps(fields)),
+                )
+                event_id = int(cursor.lastrowid or 0)
+                self._prune(db, tenant, now)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return str(event_id)
 
     def _prune(self, db: sqlite3.Connection, tenant: str, now: float) -> None:
@@ -140,27 +162,33 @@ class SqliteEventLog:
 
     def read_after(self, tenant: str, after: str, limit: int) -> list[LoggedEvent]:
         """Up to ``limit`` events of ``tenant`` after id ``after``, oldest first."""
-        rows = self._connection().execute(
-            "SELECT id, body FROM events WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
-            (tenant, int(after), limit),
-        )
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT id, body FROM events WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant, int(after), limit),
+            ).fetchall()
         return [LoggedEvent(str(event_id), json.loads(body)) for event_id, body in rows]
 
     def head(self, tenant: str) -> str:
         """The last id handed out (to any tenant: ids are one sequence), or 0."""
-        row = self._connection().execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        with self._connection() as db:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return str(row[0] if row else 0)
 
     def is_gone(self, tenant: str, after: str) -> bool:
         """True when an event after ``after`` was pruned, or ``after`` was never handed out here."""
-        db = self._connection()
-        row = db.execute("SELECT through FROM pruned WHERE tenant = ?", (tenant,)).fetchone()
+        with self._connection() as db:
+            row = db.execute("SELECT through FROM pruned WHERE tenant = ?", (tenant,)).fetchone()
         pruned_through = row[0] if row else 0
         return int(after) < pruned_through or int(after) > int(self.head(tenant))
 
     def parse_id(self, text: str) -> str | None:
         """Decimal digits, as this log hands them out."""
         return str(int(text)) if _SQLITE_ID.fullmatch(text) else None
+
+    def position(self, event_id: str) -> tuple[int, int]:
+        """The row id."""
+        return int(event_id), 0
 
 
 class RedisEventLog:
@@ -200,21 +228,46 @@ class RedisEventLog:
         return [LoggedEvent(_text(event_id), json.loads(_text(data[b"body"]))) for event_id, data in rows]
 
     def head(self, tenant: str) -> str:
-        """The stream's last id, or 0-0 for an empty stream."""
-        rows = self.client.xrevrange(self._key(tenant), max="+", min="-", count=1)
-        return _text(rows[0][0]) if rows else "0-0"
+        """The last id the stream handed out (even if trimmed since), or 0-0 before the first."""
+        info = self._info(tenant)
+        return _text(info["last-generated-id"]) if info else "0-0"
 
     def is_gone(self, tenant: str, after: str) -> bool:
-        """True when ``after`` is older than the first kept event, or newer than the last one."""
-        rows = self.client.xrange(self._key(tenant), min="-", max="+", count=1)
-        first = _stream_id(_text(rows[0][0])) if rows else None
-        last = _stream_id(self.head(tenant))
+        """True when ``after`` was never handed out here, or entries after it may have been trimmed.
+
+        Redis (>= 7) counts the entries ever added: when that is the length, nothing was trimmed and
+        no cursor is gone, however old (a subscriber that joined an empty stream holds 0-0).
+        """
+        info = self._info(tenant)
         wanted = _stream_id(after)
-        return wanted > last or (first is not None and wanted < first)
+        if info is None:
+            return wanted > (0, 0)
+        last = _stream_id(_text(info["last-generated-id"]))
+        if wanted >= last:
+            return wanted > last
+        added = info.get("entries-added")
+        if added is not None and int(added) == int(info["length"]):
+            return False
+        first = info.get("first-entry")
+        return first is None or wanted < _stream_id(_text(first[0]))
+
+    def _info(self, tenant: str) -> dict[str, Any] | None:
+        """XINFO STREAM, or None when the stream does not exist (yet)."""
+        try:
+            info: dict[str, Any] = self.client.xinfo_stream(self._key(tenant))
+        except Exception as exc:  # redis.ResponseError; any other (a connection error) is the caller's
+            if "no such key" in str(exc).lower():
+                return None
+            raise
+        return info
 
     def parse_id(self, text: str) -> str | None:
         """A stream id such as ``1732390187408-0``."""
         return text if _STREAM_ID.fullmatch(text) else None
+
+    def position(self, event_id: str) -> tuple[int, int]:
+        """Milliseconds and sequence number."""
+        return _stream_id(event_id)
 
 
 def _text(value: Any) -> str:

@@ -4,6 +4,7 @@ the seam, resync, heartbeats on a fake clock, and the per-worker subscriber limi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from bffproxy.event_hub import MAILBOX_BATCHES
 from bffproxy.event_log import event_log
 
 from .conftest import FakeClock
@@ -35,7 +37,10 @@ def config(config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def stream_clock(app: Flask) -> FakeClock:
-    """The streams' clock; each poll's sleep moves it, so heartbeats come without waiting."""
+    """The streams' clock; each poll's sleep moves it, so heartbeats come without waiting.
+
+    The hub runs without threads: a stream waiting for events polls the log itself.
+    """
     fake = FakeClock(0.0)
     streams = app.extensions["bffproxy.event_streams"]
     sleeps: list[float] = []
@@ -45,7 +50,8 @@ def stream_clock(app: Flask) -> FakeClock:
         assert len(sleeps) < 10_000, "the stream never yielded"
         fake.advance(seconds)
 
-    streams.clock, streams.sleep = fake, sleep
+    streams.clock = streams.now = fake
+    streams.hub.threaded, streams.hub.sleep, streams.hub.poll_interval = False, sleep, 0.5
     return fake
 
 
@@ -262,16 +268,61 @@ def test_subscribers_past_the_limit_get_503_and_a_closed_stream_frees_its_slot(
     assert app.extensions["bffproxy.event_streams"].open == 0
 
 
-def test_a_log_that_fails_mid_stream_ends_the_stream(
+def test_a_log_that_fails_mid_replay_ends_the_stream_with_a_reason(
     client: FlaskClient, app: Flask, stream_clock: FakeClock, monkeypatch: Any
 ) -> None:
-    stream = open_stream(client)
-    stream.next()
+    first = append(app)
 
     def broken(*args: Any) -> Any:
         raise OSError("disk gone")
 
     monkeypatch.setattr(app.extensions["bffproxy.event_log"], "read_after", broken)
+    stream = open_stream(client, **{"Last-Event-ID": first})
+    assert stream.next().startswith("retry:")
+    assert stream.next() == 'event: end\ndata: {"reason": "log_unreadable"}\n\n'
     with pytest.raises(StopIteration):
         stream.next()
     stream.close()
+    assert app.extensions["bffproxy.event_hub"].subscribers() == 0
+
+
+def test_a_signed_in_stream_ends_when_its_token_expires(
+    client: FlaskClient, app: Flask, stream_clock: FakeClock, editor: dict[str, str]
+) -> None:
+    wall = FakeClock(time.time())
+    app.extensions["bffproxy.event_streams"].now = wall
+    stream = open_stream(client, "?drafts=true&collections=articles", **editor)
+    assert stream.next().startswith("retry:")
+    wall.advance(3601)  # the test token's exp is an hour after it was made
+    assert stream.next() == 'event: end\ndata: {"reason": "token_expired"}\n\n'
+    with pytest.raises(StopIteration):
+        stream.next()
+    stream.close()
+
+
+def test_a_subscriber_that_falls_a_mailbox_behind_is_told_and_cut_off(
+    client: FlaskClient, app: Flask, stream_clock: FakeClock
+) -> None:
+    hub = app.extensions["bffproxy.event_hub"]
+    stream = open_stream(client)
+    for n in range(MAILBOX_BATCHES + 3):  # the hub reads on; this subscriber reads nothing
+        append(app, doc=f"doc{n}")
+        hub.poll("default")
+    messages = [stream.next() for _ in range(MAILBOX_BATCHES + 2)]
+    assert messages[0].startswith("retry:")
+    assert all(m.startswith("id: ") for m in messages[1:-1])
+    assert messages[-1] == 'event: end\ndata: {"reason": "too_slow"}\n\n'
+    with pytest.raises(StopIteration):
+        stream.next()
+    stream.close()
+    assert hub.subscribers() == 0
+
+
+def test_a_parameter_given_twice_is_400(client: FlaskClient) -> None:
+    answer = client.get("/api/events?collections=articles&collections=categories")
+    assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "invalid_parameter"
+
+
+def test_the_websocket_path_without_an_upgrade_is_426(client: FlaskClient) -> None:
+    answer = client.get("/api/events/ws")
+    assert answer.status_code == 426 and answer.get_json()["error"]["code"] == "upgrade_required"

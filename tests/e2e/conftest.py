@@ -47,17 +47,24 @@ def strapi_live(strapi_server: Strapi) -> Strapi:
 
 @pytest.fixture
 def start_bff(tmp_path: Path, strapi_live: Strapi) -> Iterator[Callable[..., Gunicorn]]:
-    """Start bffproxy under gunicorn: start_bff(port=None, cache_dir=None, workers=2, **BFFPROXY_*)."""
+    """Start bffproxy under gunicorn: start_bff(port, cache_dir, workers=2, app="app", **BFFPROXY_*).
+
+    ``app="events_app"`` starts the events app (gevent, gunicorn.events.conf.py) instead.
+    """
     started: list[Gunicorn] = []
 
     def start(
-        port: int | None = None, cache_dir: Path | None = None, workers: int = 2, **extra: Any
+        port: int | None = None,
+        cache_dir: Path | None = None,
+        workers: int = 2,
+        app: str = "app",
+        **extra: Any,
     ) -> Gunicorn:
         cache = cache_dir or tmp_path / f"cache{len(started)}"
         cache.mkdir(exist_ok=True)
         env = bff_env(strapi_live, cache, **{k: str(v) for k, v in extra.items()})
         server = Gunicorn(
-            port or free_port(), env, workers, log_path=tmp_path / f"gunicorn{len(started)}.log"
+            port or free_port(), env, workers, log_path=tmp_path / f"gunicorn{len(started)}.log", app=app
         )
         started.append(server)
         return server.start()

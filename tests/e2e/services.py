@@ -156,6 +156,7 @@ class Gunicorn:
     workers: int = 2
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    app: str = "app"  # "events_app": the events app under gevent (gunicorn.events.conf.py)
 
     @property
     def url(self) -> str:
@@ -167,12 +168,12 @@ class Gunicorn:
             "-m",
             "gunicorn",
             "-c",
-            str(ROOT / "gunicorn.conf.py"),
+            str(ROOT / ("gunicorn.events.conf.py" if self.app == "events_app" else "gunicorn.conf.py")),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
             str(self.workers),
-            "wsgi:app",
+            f"wsgi:{self.app}",
         ]
 
     def start(self, timeout: float = 30) -> Gunicorn:
