@@ -61,6 +61,16 @@ bp = Blueprint("openapi", __name__)
 OPENAPI_VERSION = "3.1.0"
 # Codes the token loaders of auth.py answer with (JWTManager callbacks, not classes).
 TOKEN_CODES = {"unauthorized": 401, "invalid_token": 401, "token_expired": 401}
+# What the shipped nginx site (deploy/nginx) answers in the envelope itself: an oversized request
+# line or header, a body over client_max_body_size, bffproxy down or slow (test_openapi checks them).
+FRONT_CODES = {
+    "bad_request": (400,),
+    "header_too_large": (400,),
+    "payload_too_large": (413,),
+    "uri_too_long": (414,),
+    "bff_unavailable": (502, 503),
+    "bff_timeout": (504,),
+}
 # Werkzeug's routing errors, answered in the envelope by errors.py.
 ROUTING_ERRORS = (RouteNotFound, MethodNotAllowed)
 MEMO_LIMIT = 64
@@ -126,6 +136,8 @@ def error_codes() -> dict[str, set[int]]:
         codes.setdefault(code, set()).add(status)
     for exc in ROUTING_ERRORS:
         codes.setdefault(errors._http_code(exc()), set()).add(exc.code or 500)
+    for code, statuses in FRONT_CODES.items():
+        codes.setdefault(code, set()).update(statuses)
     codes["outcome_unknown"].add(502)  # publishing.outcome_unknown: 502 when cut off mid-answer
     return codes
 
@@ -452,11 +464,25 @@ def operation(context: Context, rule: Rule, method: str, suffix: str = "", **par
         "x-endpoint": rule.endpoint,
         **parts,
     }
+    if any(param.get("in") == "query" for param in parts.get("parameters", [])):
+        body["responses"].setdefault("414", too_long(context))
     if method == "head":
         body["summary"] = f"{parts.get('summary', '')} (headers only)"
         for answer in body["responses"].values():
             answer.pop("content", None)
     return body
+
+
+def too_long(context: Context) -> dict[str, Any]:
+    """414: a request line longer than the server in front allows (before bffproxy sees it)."""
+    return {
+        "description": "The request line is too long: `uri_too_long` from the shipped nginx (7 KiB), or "
+        "gunicorn's own HTML page (`limit_request_line`, 8190 bytes) when it is exposed directly.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
 
 
 def security(context: Context, collection: str, action: str) -> list[dict[str, list[str]]]:
@@ -1493,7 +1519,7 @@ def rendered(tenant: Tenant, script_root: str) -> Rendered:
     if found is not None and found.tenant is tenant:  # a reloaded tenant is another object
         return found
     document = build_document(current_app._get_current_object(), tenant, script_root)  # type: ignore[attr-defined]
-    body = json.dumps(document, indent=1).encode()
+    body = json.dumps(document, separators=(",", ":")).encode()  # 200 collections: 4.4 MB, not 6.3
     made = Rendered(tenant, body, hashlib.sha256(body).hexdigest()[:32])
     if len(memo) >= MEMO_LIMIT:
         memo.clear()

@@ -471,3 +471,20 @@ def test_the_app_answers_as_its_document_says(wsgi_schema: Any) -> None:
     }
     failures = fuzz(wsgi_schema, 15, secrets)
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+
+
+def test_the_envelope_codes_of_the_shipped_nginx_are_listed(document: dict[str, Any]) -> None:
+    site = Path(bffproxy.__file__).parent.parent / "deploy" / "nginx"
+    found = {
+        (code, int(status))
+        for conf in site.glob("*.conf")
+        for status, code in re.findall(r'"status": (\d+), "code": "([a-z_]+)"', conf.read_text())
+    }
+    listed = document["components"]["schemas"]["Error"]["x-error-codes"]
+    assert found and [pair for pair in found if pair[1] not in listed.get(pair[0], [])] == []
+
+
+def test_a_long_query_may_be_refused_before_bffproxy_and_that_is_documented(document: dict[str, Any]) -> None:
+    too_long = document["paths"]["/api/articles"]["get"]["responses"]["414"]
+    assert set(too_long["content"]) == {"application/json", "text/html"}  # nginx's envelope, gunicorn's page
+    assert "414" not in document["paths"]["/healthz"]["get"]["responses"]  # no query, nothing to grow
