@@ -858,6 +858,14 @@ def write_operation(
     return operation(context, rule, rule_method(rule), spec.name, **parts)
 
 
+def writable_specs(context: Context, *, single: bool) -> Iterator[CollectionSpec]:
+    """The write specs of the tenant's collections (or single types) that have a write schema."""
+    for name in collections(context, single=single, writable=True):
+        spec = spec_for(name)
+        if spec is not None:
+            yield spec
+
+
 def rule_method(rule: Rule) -> str:
     """The one method (besides HEAD and OPTIONS) a rule routes, lower case."""
     methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
@@ -866,9 +874,8 @@ def rule_method(rule: Rule) -> str:
 
 def describe_create(context: Context, rule: Rule) -> Iterator[Operation]:
     """``POST /api/<collection>``."""
-    for name in collections(context, single=False, writable=True):
-        spec = spec_for(name)
-        assert spec is not None
+    for spec in writable_specs(context, single=False):
+        name = spec.name
         body = write_operation(
             context,
             rule,
@@ -884,9 +891,8 @@ def describe_create(context: Context, rule: Rule) -> Iterator[Operation]:
 def describe_update(context: Context, rule: Rule) -> Iterator[Operation]:
     """``PUT /api/<collection>/<documentId>`` and a single type's ``PUT /api/<name>``."""
     single = "<document_id>" not in rule.rule
-    for name in collections(context, single=single, writable=True):
-        spec = spec_for(name)
-        assert spec is not None
+    for spec in writable_specs(context, single=single):
+        name = spec.name
         body = write_operation(
             context,
             rule,
@@ -910,9 +916,8 @@ def on_document(name: str, single: bool, method: str, body: dict[str, Any], tail
 def describe_delete(context: Context, rule: Rule) -> Iterator[Operation]:
     """``DELETE /api/<collection>/<documentId>`` and a single type's ``DELETE /api/<name>``."""
     single = "<document_id>" not in rule.rule
-    for name in collections(context, single=single, writable=True):
-        spec = spec_for(name)
-        assert spec is not None
+    for spec in writable_specs(context, single=single):
+        name = spec.name
         body = write_operation(
             context,
             rule,
@@ -927,9 +932,8 @@ def describe_delete(context: Context, rule: Rule) -> Iterator[Operation]:
 
 def describe_create_and_publish(context: Context, rule: Rule) -> Iterator[Operation]:
     """``POST /api/<collection>/publish``: bffproxy's flat one-shot create."""
-    for name in collections(context, single=False, writable=True):
-        spec = spec_for(name)
-        assert spec is not None
+    for spec in writable_specs(context, single=False):
+        name = spec.name
         body = write_operation(
             context,
             rule,
@@ -946,9 +950,8 @@ def describe_publication(action: str) -> Describer:
     """``POST /api/<collection>/<documentId>/publish|unpublish`` of collections with drafts."""
 
     def describe(context: Context, rule: Rule) -> Iterator[Operation]:
-        for name in collections(context, single=False, writable=True):
-            spec = spec_for(name)
-            assert spec is not None
+        for spec in writable_specs(context, single=False):
+            name = spec.name
             if not spec.draft_and_publish:
                 continue
             body = write_operation(
@@ -1535,7 +1538,10 @@ def document() -> Response:
     """This tenant's OpenAPI document."""
     made = rendered(current_tenant(), request.script_root)
     # no-cache: revalidate (ETag), as a deploy or a tenants reload changes it
-    return conditional(made.body, "application/json", made.etag, "no-cache")
+    response = conditional(made.body, "application/json", made.etag, "no-cache")
+    if current_app.config["TENANT_HEADER"]:  # the same URL is another tenant's document
+        response.vary.add(current_app.config["TENANT_HEADER"])
+    return response
 
 
 @bp.get("/docs")

@@ -488,3 +488,24 @@ def test_a_long_query_may_be_refused_before_bffproxy_and_that_is_documented(docu
     too_long = document["paths"]["/api/articles"]["get"]["responses"]["414"]
     assert set(too_long["content"]) == {"application/json", "text/html"}  # nginx's envelope, gunicorn's page
     assert "414" not in document["paths"]["/healthz"]["get"]["responses"]  # no query, nothing to grow
+
+
+def test_with_a_tenant_header_the_document_varies_on_it(tmp_path: Path, config: dict[str, Any]) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(TENANTS)
+    shared = {k: v for k, v in config.items() if k not in ("POLICIES", "QUERY_PARAMS")}
+    client = create_app({**shared, "TENANTS_FILE": str(path), "TENANT_HEADER": "X-Tenant"}).test_client()
+    acme = client.get("/openapi.json", headers={"X-Tenant": "acme"})
+    beta = client.get("/openapi.json", headers={"X-Tenant": "beta"})
+    assert acme.headers["ETag"] != beta.headers["ETag"]  # one URL, two documents: caches must key on it
+    assert "X-Tenant" in acme.headers["Vary"] and "X-Tenant" in beta.headers["Vary"]
+    assert client.get("/openapi.json", headers={"X-Tenant": "nobody"}).status_code == 404
+
+
+def test_a_tenant_with_hundreds_of_collections_is_described_once(config: dict[str, Any]) -> None:
+    config["COLLECTIONS"] = ",".join(["articles", "categories", "homepage", *(f"c{i}" for i in range(200))])
+    app = create_app(config)
+    client = app.test_client()
+    document = client.get("/openapi.json").get_json()
+    assert "/api/c199/{documentId}" in document["paths"] and "post" not in document["paths"]["/api/c199"]
+    assert client.get("/openapi.json").status_code == 200 and len(app.extensions["bffproxy.openapi"]) == 1
