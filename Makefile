@@ -31,7 +31,7 @@ test: install
 unit: $(VENV)/.installed
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
-LINTED := bffproxy tests $(wildcard bench) wsgi.py gunicorn.conf.py gunicorn.events.conf.py
+LINTED := bffproxy tests scripts $(wildcard bench) wsgi.py gunicorn.conf.py gunicorn.events.conf.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check $(LINTED)

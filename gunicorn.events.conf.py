@@ -33,3 +33,6 @@ worker_connections = int(os.environ.get("GUNICORN_EVENTS_WORKER_CONNECTIONS", "1
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # gunicorn's control socket defaults to one path per user: the API's arbiter has it.
 control_socket_disable = True
+# Streams never finish on their own: on stop or reload, old workers close them after this many
+# seconds and clients reconnect with Last-Event-ID (gunicorn.conf.py's 20 s is for requests).
+graceful_timeout = int(os.environ.get("GUNICORN_EVENTS_GRACEFUL_TIMEOUT", "5"))

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make run`: a seeded local Strapi 5 on 127.0.0.1:1337 and bffproxy (gunicorn) on 127.0.0.1:8080 in
-# front of it. Strapi keeps running after bffproxy stops (`bash strapi/strapi-stop.sh` stops it).
+# `make run`: a seeded local Strapi 5 on 127.0.0.1:1337 and bffproxy in front of it, as deploy/ runs
+# it: the shipped nginx site on 127.0.0.1:8080, the API (gunicorn, gthread) on 127.0.0.1:8090 and the
+# events app (gunicorn, gevent) on 127.0.0.1:8091. Ctrl-C stops bffproxy and nginx; Strapi keeps
+# running (`bash strapi/strapi-stop.sh` stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STRAPI_PORT="${STRAPI_PORT:-1337}" BFF_PORT="${BFF_PORT:-8080}"
+API_PORT="${API_PORT:-8090}" EVENTS_PORT="${EVENTS_PORT:-8091}"
 export WEBHOOK_URL="${WEBHOOK_URL:-http://127.0.0.1:$BFF_PORT/webhooks/strapi}"
 bash strapi/strapi-start.sh > /dev/null
 # shellcheck disable=SC1090
@@ -20,6 +23,8 @@ export BFFPROXY_POLICIES__articles="${BFFPROXY_POLICIES__articles:-read=public,d
 export BFFPROXY_STRAPI_ADMIN_EMAIL="${BFFPROXY_STRAPI_ADMIN_EMAIL:-admin@example.com}"
 export BFFPROXY_STRAPI_ADMIN_PASSWORD="${BFFPROXY_STRAPI_ADMIN_PASSWORD:-Admin-Passw0rd!}"
 export BFFPROXY_CACHE_DIR="${BFFPROXY_CACHE_DIR:-$PWD/var/cache}"
+export BFFPROXY_TRUSTED_PROXIES="${BFFPROXY_TRUSTED_PROXIES:-1}"  # nginx is the one proxy in front
+mkdir -p "$BFFPROXY_CACHE_DIR"
 B="http://127.0.0.1:$BFF_PORT"
 cat <<MSG
 
@@ -32,6 +37,8 @@ cat <<MSG
     curl -gi '$B/api/categories'
     curl -gi '$B/api/articles?status=draft'                                # 400: drafts are not public
     curl -gi '$B/readyz'
+    curl -N '$B/api/events?collections=articles'                            # live events (SSE); edit an article in Strapi
+    open $B/events/demo                                                     # the same, as a page that updates itself
     # sign in as the seeded editor and publish through bffproxy (validated, idempotent, audited):
     T=\$(curl -s $B/api/auth/local -H 'Content-Type: application/json' \\
         -d '{"identifier":"editor","password":"Editor-Passw0rd!"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["jwt"])')
@@ -80,4 +87,12 @@ TOML
 
 MSG
 fi
-exec .venv/bin/gunicorn -c gunicorn.conf.py --bind "127.0.0.1:$BFF_PORT" wsgi:app
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
+.venv/bin/gunicorn -c gunicorn.events.conf.py --bind "127.0.0.1:$EVENTS_PORT" wsgi:events_app &
+pids+=($!)
+.venv/bin/python -m scripts.local_nginx var/nginx "$BFF_PORT" "$API_PORT" "$EVENTS_PORT" &
+pids+=($!)
+.venv/bin/gunicorn -c gunicorn.conf.py --bind "127.0.0.1:$API_PORT" wsgi:app &
+pids+=($!)
+wait -n "${pids[@]}"  # the first of the three to stop stops the others

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from bffproxy.settings import DEFAULTS, ENV_PREFIX
+from scripts.local_nginx import SITE_CONF, nginx_available, nginx_command, write_nginx_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-SITE_CONF = DEPLOY / "nginx" / "bffproxy.conf"
 UNIT = DEPLOY / "systemd" / "bffproxy.service"
+EVENTS_UNIT = DEPLOY / "systemd" / "bffproxy-events.service"
 ENV_EXAMPLE = DEPLOY / "bffproxy.env.example"
 TENANTS_EXAMPLE = DEPLOY / "tenants.toml.example"
 
@@ -37,51 +38,6 @@ def bffproxy_settings() -> set[str]:
         for pattern in _SETTING_PATTERNS:
             found.update(re.findall(pattern, text))
     return found
-
-
-def render_site_conf(upstream_port: int, listen_port: int, log_dir: Path, source: Path = SITE_CONF) -> str:
-    """The shipped nginx site, with the test's ports and log paths (each replaced exactly once)."""
-    text = source.read_text()
-    replacements = {
-        "server 127.0.0.1:8080;": f"server 127.0.0.1:{upstream_port};",
-        "listen 80;": f"listen 127.0.0.1:{listen_port};",
-        "listen [::]:80;": "",
-        "/var/log/nginx/bffproxy.access.log": str(log_dir / "access.log"),
-        "/var/log/nginx/bffproxy.error.log": str(log_dir / "error.log"),
-        "/var/cache/nginx/bffproxy-media": str(log_dir / "media-cache"),
-    }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"{source.name} should contain {old!r} exactly once"
-        text = text.replace(old, new)
-    return text
-
-
-def write_nginx_conf(prefix: Path, upstream_port: int, listen_port: int) -> Path:
-    """A minimal nginx.conf in ``prefix`` that includes the rendered site inside ``http {}``."""
-    site = prefix / "bffproxy.conf"
-    site.write_text(render_site_conf(upstream_port, listen_port, prefix))
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    temp_paths = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in kinds)
-    # As root, nginx's workers would run as `nobody`, which cannot use the test's private temp dirs.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        f"{user}worker_processes 1;\nevents {{ worker_connections 256; }}\n"
-        f"http {{\n{temp_paths}\n    include {site};\n}}\n"
-    )
-    return conf
-
-
-def nginx_command(prefix: Path, conf: Path, *extra: str) -> list[str]:
-    """nginx in the foreground, with its pid and error log in ``prefix``."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    globals_ = f"daemon off; pid {prefix / 'nginx.pid'}; error_log {prefix / 'nginx-error.log'};"
-    return [binary, "-p", str(prefix), "-c", str(conf), "-g", globals_, *extra]
-
-
-def nginx_available() -> bool:
-    """True when the nginx binary is installed (scripts/system-deps.sh installs it)."""
-    return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 
 
 def test_env_example_lists_every_setting() -> None:
@@ -128,20 +84,47 @@ def test_nginx_accepts_the_shipped_conf(tmp_path: Path) -> None:
     assert "test is successful" in result.stderr
 
 
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", [UNIT, EVENTS_UNIT], ids=["api", "events"])
+def test_systemd_unit_verifies(tmp_path: Path, source: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (systemd is not on this machine)")
     # verify checks that ExecStart's binary exists: point it at one that does, keep the rest.
-    unit = tmp_path / "bffproxy.service"
-    text = UNIT.read_text()
+    unit = tmp_path / source.name
+    text = source.read_text()
     assert "ExecStart=/opt/bffproxy/.venv/bin/gunicorn " in text
     unit.write_text(text.replace("/opt/bffproxy/.venv/bin/gunicorn", shutil.which("true") or "/bin/true"))
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     if "Failed to" in result.stderr and ("bus" in result.stderr.lower() or "manager" in result.stderr):
         pytest.skip(f"systemd-analyze cannot run here (no systemd manager): {result.stderr.strip()}")
-    problems = [line for line in result.stderr.splitlines() if "bffproxy.service" in line]
+    problems = [line for line in result.stderr.splitlines() if source.name in line]
     assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_the_events_unit_runs_the_events_app_like_the_api_unit_runs_the_api() -> None:
+    """Same user, settings, cache and hardening; its own gunicorn config, app and file limit."""
+    api, events = UNIT.read_text().splitlines(), EVENTS_UNIT.read_text().splitlines()
+    directives = {line.split("=", 1)[0] for line in api if "=" in line and not line.startswith("#")}
+    kept = {d for d in directives if d not in ("Description", "ExecStart", "After")}
+    for name in kept:
+        lines = [[line for line in unit if line.startswith(f"{name}=")] for unit in (api, events)]
+        assert lines[0] == lines[1], name
+    exec_start = next(line for line in events if line.startswith("ExecStart="))
+    assert exec_start.endswith("-c /opt/bffproxy/gunicorn.events.conf.py wsgi:events_app")
+    assert "LimitNOFILE=65536" in events
+
+
+def test_the_site_sends_every_event_route_to_the_events_app_unbuffered() -> None:
+    text = SITE_CONF.read_text()
+    block = text[text.index("location ~ /api/events(/ws|/ticket)?$ {") :]
+    block = block[: block.index("}")]
+    for line in ("proxy_pass http://bffproxy_events;", "proxy_buffering off;", "gzip off;"):
+        assert line in block
+    assert "proxy_set_header Upgrade $http_upgrade;" in block and "$bff_connection" in block
+    read_timeout = int(block.split("proxy_read_timeout ")[1].split("s;")[0])
+    assert read_timeout > 15 * 2  # twice the default heartbeat: a quiet stream is never cut
+    for header in ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-ID"):
+        assert f"proxy_set_header {header} " in block  # none inherited once one is set here
 
 
 def test_env_example_with_every_example_enabled_is_a_valid_configuration(
