@@ -6,7 +6,9 @@ arbiter before any worker forks, so a bad setting stops the boot with one line n
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -28,10 +30,25 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # No line can be forged here: gunicorn answers 400 to control characters in the request line and
 # C0 ones in headers, the request id is bffproxy's sanitised one, X-Cache its own. Request headers
 # (%(a)s, %(f)s, %({name}i)s) would be quoted as sent, C1 controls included: keep them out
-# (tests/e2e/test_logs_e2e.py).
+# (tests/e2e/test_logs_e2e.py). bffproxy's logger writes %(r)s without the query string (it may carry
+# a ticket or token), and by default writes JSON instead (BFFPROXY_ACCESS_LOG_FORMAT, bffproxy/logs.py).
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s cache=%({x-cache}o)s'
+logger_class = "bffproxy.logs.AccessLogger"
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
+
+# Prometheus: every worker writes its metrics to files in this directory, so /metrics on any worker
+# adds up all of them (bffproxy/metrics.py). Set before bffproxy (and so prometheus-client) is
+# imported; emptied when the arbiter starts. Default: systemd's RuntimeDirectory, else a directory of
+# this arbiter's own (two instances must never share one: each empties it when it starts).
+# gunicorn.events.conf.py runs this file with METRICS_NAME = "metrics-events": a directory of its own.
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_NAME = globals().get("METRICS_NAME", "metrics")
+_OWN_METRICS_DIR = os.path.join(tempfile.gettempdir(), f"bffproxy-{METRICS_NAME}-{os.getpid()}")
+if os.environ.get("RUNTIME_DIRECTORY"):
+    _runtime = os.environ["RUNTIME_DIRECTORY"].split(":")[0]
+    os.environ.setdefault(METRICS_DIR, os.path.join(_runtime, METRICS_NAME))
+os.environ.setdefault(METRICS_DIR, _OWN_METRICS_DIR)
 
 # The tenants file the operator edits; workers read the copy the arbiter last validated.
 TENANTS_SOURCE = "BFFPROXY_TENANTS_SOURCE"
@@ -69,8 +86,10 @@ def _validate_and_activate():
 def on_starting(server):
     """Refuse to boot on a configuration error, with one line and before any worker forks."""
     from bffproxy import ConfigError
+    from bffproxy.metrics import prepare_multiproc_dir
 
     try:
+        prepare_multiproc_dir(os.environ[METRICS_DIR])
         _validate_and_activate()
     except ConfigError as exc:
         print(f"bffproxy: configuration error: {exc}", file=sys.stderr, flush=True)
@@ -93,6 +112,13 @@ def on_reload(server):
         server.log.info("bffproxy: configuration reloaded")
 
 
+def child_exit(server, worker):
+    """A worker is gone (exit, crash, kill): its live gauges must stop counting."""
+    from bffproxy.metrics import worker_exited
+
+    worker_exited(worker.pid)
+
+
 def post_worker_init(worker):
     """Start bffproxy's reconciler thread in each worker, once its app is loaded (never in the arbiter)."""
     from bffproxy import reconciler
@@ -101,8 +127,10 @@ def post_worker_init(worker):
 
 
 def on_exit(server):
-    """Remove this instance's copy of the tenants file."""
+    """Remove this instance's copy of the tenants file, and its metrics directory if it made it."""
     active = os.environ.get("BFFPROXY_TENANTS_FILE", "")
     if os.environ.get(TENANTS_SOURCE) and active.endswith(f"tenants.{os.getpid()}.active.toml"):
         with contextlib.suppress(OSError):
             os.unlink(active)
+    if os.environ.get(METRICS_DIR) == _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

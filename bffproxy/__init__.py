@@ -29,6 +29,7 @@ from . import (
     invalidation,
     logs,
     media,
+    metrics,
     openapi,
     policies,
     publishing,
@@ -112,6 +113,7 @@ def _core_app(config: Mapping[str, Any] | None, *, max_subscribers: int) -> Flas
     admission.init_app(app)
     auth.init_app(app)
     health.init_app(app)
+    metrics.init_app(app)
     event_log.init_app(app)
     event_feed.init_app(app)
     app.register_blueprint(event_tickets.bp)
@@ -128,6 +130,7 @@ def _wrapped(app: Flask) -> Flask:
     if app.config["TRUSTED_PROXIES"]:  # outermost: the Host routing reads is the client's
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    metrics.observe(app)  # outermost: counts every answer, the fast path's and the middlewares' too
     return app
 
 
@@ -136,4 +139,8 @@ def _configure_logging(app: Flask) -> None:
     level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
     if level not in logging.getLevelNamesMapping():
         raise ConfigError(f"BFFPROXY_LOG_LEVEL must be a logging level name, got {level!r}")
-    logs.configure(level)
+    access_format = str(app.config.get("ACCESS_LOG_FORMAT", "json")).strip().lower()
+    if access_format not in logs.ACCESS_LOG_FORMATS:
+        raise ConfigError(f"BFFPROXY_ACCESS_LOG_FORMAT must be json or text, got {access_format!r}")
+    app.config["ACCESS_LOG_FORMAT"] = access_format
+    logs.configure(level, access_format)

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
+from . import metrics
 from .bodies import json_or_none
 from .errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from .invalidation import purge
@@ -40,7 +41,12 @@ class AdminDisabled(NotFound):
 
 @bp.before_request
 def _require_admin_token() -> None:
-    """Every admin call needs the bearer token, compared in constant time."""
+    """Every admin call needs the bearer token."""
+    require_admin_token()
+
+
+def require_admin_token() -> None:
+    """Refuse the request unless it carries the admin bearer token, compared in constant time."""
     expected = current_app.config["ADMIN_TOKEN"]
     if not expected:
         raise AdminDisabled()
@@ -81,6 +87,7 @@ def purge_cache() -> Response:
         document_id=_optional(body, "documentId", str),
         everything=bool(everything),
     )
+    metrics.INVALIDATIONS.labels(tenant.name, "admin").inc(len(result["invalidated"]))
     log.info("admin purge from %s: %s", request.remote_addr, result)
     response = jsonify(purged=result)
     response.headers["Cache-Control"] = "no-store"

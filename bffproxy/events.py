@@ -44,6 +44,7 @@ from typing import Any
 
 from flask import current_app
 
+from . import metrics
 from .event_log import LoggedEvent, event_log
 from .store import StoreUnavailable, shared_store
 
@@ -169,6 +170,7 @@ def record(tenant: str, changes: list[Change]) -> list[str]:
         fields = wire_fields(tenant, change, audience)
         try:
             ids.append(event_log().append(tenant, fields))
+            metrics.EVENTS_PUBLISHED.labels(tenant).inc()
         except Exception as exc:  # sqlite3.Error, redis errors: the change itself happened
             log.error(
                 "event %s %s %s not logged: %r", change.type, change.collection, change.document_id, exc

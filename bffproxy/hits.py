@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import policies
+from . import metrics, policies
 from .caching import ContentCache, Served
 from .content import entry_headers, not_modified
 from .errors import ApiError
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 WsgiApp = Any
 Hit = tuple[str, list[tuple[str, str]], bytes]
+COLLECTION_ROUTE, DOCUMENT_ROUTE = "/api/<collection>", "/api/<collection>/<document_id>"  # content.py's
 
 
 class FreshHits:
@@ -89,6 +90,9 @@ class FreshHits:
         entry = self.cache.fresh_entry(tenant.name, collection, signature, freshness)
         if entry is None:
             return None
+        # For the metrics layer and the access log: the Flask rule this request would have matched.
+        environ[metrics.ROUTE] = COLLECTION_ROUTE if split[1] is None else DOCUMENT_ROUTE
+        environ[metrics.CACHE] = "hit"
         cache_control = tenant.config["PUBLIC_CACHE_CONTROL"][collection]
         answer = entry_headers(Served(entry, "HIT"), cache_control, self.cache.clock())
         answer.append((REQUEST_ID_HEADER, request_id_for(environ.get("HTTP_X_REQUEST_ID"))))

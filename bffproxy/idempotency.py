@@ -47,6 +47,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from . import metrics
 from .caching import FlightLock, FlightLocks, shared_locks
 from .errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable
 from .settings import as_number, env_name
@@ -221,10 +222,16 @@ class IdempotencyStore:
                 self._put(key, record)
                 return Claim(key, scope, owner, record)
             if record.fingerprint != request_fingerprint:
+                metrics.IDEMPOTENCY_CONFLICTS.labels(tenant, "key_reused").inc()
                 raise IdempotencyKeyReused()
             if record.state == DONE:
+                metrics.IDEMPOTENCY_REPLAYS.labels(tenant).inc()
                 return Claim(key, scope, owner, record)
-            self._refuse_while_unsettled(record, now)
+            try:
+                self._refuse_while_unsettled(record, now)
+            except IdempotencyInFlight:
+                metrics.IDEMPOTENCY_CONFLICTS.labels(tenant, "in_flight").inc()
+                raise
             record = replace(
                 record,
                 state=IN_FLIGHT,

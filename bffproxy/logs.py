@@ -5,19 +5,38 @@ one would let a client write a forged line into the log. :class:`OneLineFormatte
 control character of the finished record (message and traceback), repr-style, so no log call, now
 or later, can forge a line. Give it to your own handler when you configure logging yourself
 (``dictConfig``: ``{"()": "bffproxy.logs.OneLineFormatter", "format": ...}``).
+
+The access log is gunicorn's, written by :class:`AccessLogger` (``logger_class`` in
+``gunicorn.conf.py``): one JSON object per line (``BFFPROXY_ACCESS_LOG_FORMAT=json``, the default)
+or gunicorn's ``access_log_format`` (``text``). gunicorn writes it once the answer is sent, whoever
+gave it (the fast path, CORS, tenant routing or a view), so bytes and duration are the real ones;
+what only the app knows (tenant, route, cache result, time spent on Strapi) it reads from the WSGI
+environ, where the app left it (metrics.py's keys). It never writes the query string (it may carry
+a ticket or a token), a request header or a cookie; JSON escapes every control character.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import traceback
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import g, has_request_context
+from gunicorn import glogging
+
+from . import metrics
+from .tenant_routing import ENVIRON_KEY
 
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s tenant=%(tenant)s rid=%(request_id)s: %(message)s"
 # C0, DEL and C1 controls, plus the two Unicode line separators some log viewers break lines at.
 _CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
 _ESCAPES = {code: repr(chr(code))[1:-1] for code in _CONTROLS}
+ACCESS_LOG_FORMATS = ("json", "text")
+# This process's choice, set by create_app (settings are validated there); gunicorn's logger reads it.
+access_log: dict[str, str] = {"format": "json"}
 
 
 def escape_controls(text: str) -> str:
@@ -48,13 +67,16 @@ def request_context() -> tuple[str, str]:
     return (tenant.name if tenant is not None else "-", str(g.get("request_id") or "-"))
 
 
-def configure(level: str) -> None:
+def configure(level: str, access_format: str = "json") -> None:
     """Send the ``bffproxy`` loggers to stderr, once and one line per record, unless already set up.
+
+    ``access_format`` is the access log's (``json`` or ``text``), written by :class:`AccessLogger`.
 
     Records stay on bffproxy's own handler (``propagate = False``): cachelib calls the module-level
     ``logging.warning()``, whose first call gives the root logger a handler of its own, and a record
     that also propagated there would be written twice.
     """
+    access_log["format"] = access_format
     logger = logging.getLogger("bffproxy")
     logger.setLevel(level)
     if any(isinstance(h.formatter, OneLineFormatter) for h in logger.handlers):
@@ -65,3 +87,55 @@ def configure(level: str) -> None:
     handler.setFormatter(OneLineFormatter(FORMAT))
     logger.addHandler(handler)
     logger.propagate = False
+
+
+class AccessLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's logger with bffproxy's access log: JSON lines, or gunicorn's text without the query."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
+        """Write one access line for an answer gunicorn has sent."""
+        if not self.access_log_enabled:
+            return
+        if access_log["format"] != "json":
+            super().access(resp, req, environ, request_time)
+            return
+        try:
+            self.access_log.info(access_line(resp, environ, request_time))
+        except Exception:
+            self.error(traceback.format_exc())
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
+        """gunicorn's atoms, with the request line (``%(r)s``) written without its query string."""
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        method, protocol = environ.get("REQUEST_METHOD"), environ.get("SERVER_PROTOCOL")
+        atoms["r"] = f"{method} {target_path(environ)} {protocol}"
+        return atoms
+
+
+def target_path(environ: dict[str, Any]) -> str:
+    """The path the client asked for, as sent (percent-encoded), without the query string."""
+    raw = environ.get("RAW_URI") or environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return str(raw).split("?", 1)[0]
+
+
+def access_line(resp: Any, environ: dict[str, Any], request_time: timedelta) -> str:
+    """One JSON object on one line (every non-ASCII and control character escaped)."""
+    tenant = environ.get(ENVIRON_KEY)
+    upstream = environ.get(metrics.UPSTREAM)
+    request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), None)
+    record = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "log": "access",
+        "request_id": request_id,
+        "tenant": tenant.name if tenant is not None else None,
+        "client": environ.get("REMOTE_ADDR"),
+        "method": environ.get("REQUEST_METHOD"),
+        "path": target_path(environ),
+        "route": environ.get(metrics.ROUTE),
+        "status": resp.status_code,
+        "bytes": resp.sent,
+        "duration_ms": round(request_time.total_seconds() * 1000, 3),
+        "cache": environ.get(metrics.CACHE),
+        "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
+    }
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))

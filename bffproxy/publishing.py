@@ -48,7 +48,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from . import audit, events, idempotency, reconciliation, rules, strapi_admin
+from . import audit, events, idempotency, metrics, reconciliation, rules, strapi_admin
 from .admission import CircuitOpen
 from .auth import authorize, check_policy, current_identity
 from .caching import StoreUnavailable
@@ -435,11 +435,13 @@ def settle(step: Callable[[Claim], None], claim: Claim) -> None:
 
 def read_your_writes(collection: str) -> bool:
     """Drop the collection's cached answers (and its related collections') before answering; done?"""
+    tenant = current_tenant().name
     try:
-        invalidate_collection(current_tenant().name, collection)
+        dropped = invalidate_collection(tenant, collection)
     except StoreUnavailable as exc:  # reads bypass a store that is down, so nothing stale is served
         log.error("invalidation of %s after a write failed: %s", collection, exc)
         return False
+    metrics.INVALIDATIONS.labels(tenant, "write").inc(len(dropped))
     return True
 
 

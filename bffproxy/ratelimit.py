@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from flask import Flask, current_app, request
 
+from . import metrics
 from .caching import redis_client
 from .errors import TooManyRequests
 from .settings import ConfigError, env_name
@@ -154,6 +155,7 @@ class RateLimiter:
             log.warning("rate-limit store failed (%s); letting %s through", exc, key)
             return
         if count > limit.count:
+            metrics.RATE_LIMITED.labels(current_tenant().name, bucket).inc()
             retry_after = max(1, math.ceil(closes_in))
             raise TooManyRequests(
                 f"Too many requests: at most {limit.count} per {limit.window} s; retry in {retry_after} s.",

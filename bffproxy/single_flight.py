@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from flask import Flask
 from redis.exceptions import LockError, RedisError
 
+from . import metrics
 from .errors import ApiError, UpstreamBusy
 from .freshness import Entry, Served
 from .store import SharedStore, StoreUnavailable, redis_client
@@ -212,12 +213,12 @@ class _Watcher:
         """What the holder left, if it finished; raise FlightBusy when waiting longer is not allowed."""
         done = settled()
         if done is not None:
-            return done
+            return coalesced(done)
         token, outcome = self.flight.record(self.key)
         if isinstance(outcome, Fetching) and token is not None:
             self.started = min(self.started, self.flight.first_seen(token))
         elif token is not None and token != self.seen:
-            return self.flight.served_from(outcome)
+            return coalesced(self.flight.served_from(outcome))
         if not self.patient and not self.asked:
             self.asked = True
             self.place = self.places() if self.places is not None else None
@@ -231,6 +232,16 @@ class _Watcher:
         if self.place is not None:
             self.place.release()
             self.place = None
+
+
+MaybeServed = TypeVar("MaybeServed", Served, Served | None)
+
+
+def coalesced(served: MaybeServed) -> MaybeServed:
+    """``served``, noted as another request's fetch (the metrics' ``coalesced``) when there is one."""
+    if served is not None:
+        metrics.note(metrics.CACHE, "coalesced")
+    return served
 
 
 class SingleFlight:
@@ -286,7 +297,7 @@ class SingleFlight:
         """As the lock holder: re-check (a previous holder may have just stored it), then fetch."""
         shared = settled() or self._outcome_since(key, seen)
         if shared is not None:
-            return shared
+            return coalesced(shared)  # the previous holder fetched it while this one waited
         self._publish(key, Fetching(self.clock()), self.waiting.wait)  # so waiters know its age
         try:
             return Served(fetch(), "MISS")

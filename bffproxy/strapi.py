@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from . import metrics
 from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
@@ -86,8 +88,10 @@ class StrapiClient:
         retries: int = 2,
         retry_after_max: int = 2,
         pool_size: int = 32,
+        tenant: str = metrics.NO_TENANT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.tenant = tenant  # the label of this client's metrics
         self.api_token = api_token
         self.timeout = (connect_timeout, read_timeout)
         self.retries = retries
@@ -203,8 +207,9 @@ class StrapiClient:
     ) -> requests.Response:
         """One HTTP exchange with Strapi, errors translated at this one boundary."""
         url = f"{self.base_url}/{path.lstrip('/')}"
+        started = time.perf_counter()
         try:
-            return self.session.request(
+            response = self.session.request(
                 method,
                 url,
                 params=params,
@@ -216,7 +221,12 @@ class StrapiClient:
                 stream=stream,
             )
         except requests.RequestException as exc:
+            outcome = "timeout" if isinstance(exc, requests.Timeout) else "connect_error"
+            metrics.strapi_call(self.tenant, outcome, time.perf_counter() - started)
             raise self._translate(method, exc) from exc
+        elapsed = time.perf_counter() - started
+        metrics.strapi_call(self.tenant, metrics.outcome_of(response.status_code), elapsed)
+        return response
 
     def _receive(self, method: str, path: str, response: requests.Response) -> StrapiResponse:
         """Keep a 2xx-4xx answer; turn a 5xx into a 502/504 error.

@@ -34,8 +34,8 @@ from .tenants_file import CorsSpec, TenantSpec, cors_from_settings, read_tenants
 DEFAULT_TENANT = "default"
 
 # Blueprints that answer on any host: health probes (load balancers use an address, not a tenant's
-# host) and the admin API (its calls name their tenant).
-TENANTLESS = frozenset({"health", "admin"})
+# host), the admin API (its calls name their tenant) and the metrics (every tenant's, by label).
+TENANTLESS = frozenset({"health", "admin", "metrics"})
 
 # Validates one tenant's settings in place (a ConfigError names the setting).
 TenantSettings = Callable[[dict[str, Any]], None]
@@ -111,6 +111,7 @@ def build_tenant(app: Flask, name: str, config: Mapping[str, Any], spec: TenantS
         retries=app.config["STRAPI_RETRIES"],
         retry_after_max=app.config["STRAPI_RETRY_AFTER_MAX"],
         pool_size=app.config["STRAPI_POOL_SIZE"],
+        tenant=name,
     )
     collections = config["COLLECTIONS"]
     router = ReadRouter(

@@ -56,7 +56,9 @@ _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORIGIN = re.compile(r"(https?)://(\*\.)?([a-z0-9.-]+)(:[0-9]{1,5})?")
 # First path segments bffproxy routes itself: a prefix equal to one would hide those routes.
-RESERVED_PREFIXES = frozenset({"api", "webhooks", "admin", "healthz", "readyz", "uploads", "events"})
+RESERVED_PREFIXES = frozenset(
+    {"api", "webhooks", "admin", "healthz", "readyz", "uploads", "events", "metrics"}
+)
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 from cachelib import FileSystemCache
+from gunicorn.config import Config as GunicornConfig
 
 from bffproxy import create_app
 from bffproxy.errors import UpstreamError
-from bffproxy.logs import FORMAT, OneLineFormatter, escape_controls
+from bffproxy.logs import FORMAT, AccessLogger, OneLineFormatter, access_line, access_log, escape_controls
+from bffproxy.metrics import CACHE, ROUTE, UPSTREAM
+from bffproxy.tenant_routing import ENVIRON_KEY
 from bffproxy.tenants import current_tenant
 
 from .conftest import STRAPI
@@ -205,3 +210,143 @@ def test_a_record_logged_while_serving_names_the_tenant_and_the_request_id(
     assert " tenant=default rid=req-42: webhook entry.update nothing abc" in line
     outside = logging.LogRecord("bffproxy.x", logging.INFO, __file__, 1, "started", None, None)
     assert "tenant=- rid=-: started" in OneLineFormatter(FORMAT).format(outside)
+
+
+# -- the access log ------------------------------------------------------------------------------
+
+
+class SentResponse:
+    """What gunicorn's Response tells its logger once the answer is sent."""
+
+    def __init__(
+        self, status: int = 200, headers: list[tuple[str, str]] | None = None, sent: int = 42
+    ) -> None:
+        self.status = f"{status} X"
+        self.status_code = status
+        self.headers = headers if headers is not None else [("X-Request-ID", "rid-1"), ("X-Cache", "HIT")]
+        self.sent = sent
+
+
+class SentRequest:
+    """gunicorn's parsed request: its headers (the text format may quote them)."""
+
+    headers = [("AUTHORIZATION", "Bearer SECRET-TOKEN"), ("COOKIE", "session=SECRET-COOKIE")]
+
+
+def gunicorn_environ(raw_uri: str = "/api/articles?ticket=SECRET-TICKET", **extra: Any) -> dict[str, Any]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": raw_uri,
+        "PATH_INFO": raw_uri.split("?")[0],
+        "QUERY_STRING": raw_uri.partition("?")[2],
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.7",
+        "HTTP_AUTHORIZATION": "Bearer SECRET-TOKEN",
+        "HTTP_COOKIE": "session=SECRET-COOKIE",
+    }
+    return {**environ, **extra}
+
+
+def access_logger(access_format: str) -> tuple[AccessLogger, io.StringIO]:
+    """gunicorn's logger as gunicorn.conf.py makes it, writing its access lines to a string."""
+    cfg = GunicornConfig()
+    cfg.set("accesslog", "-")
+    cfg.set("access_log_format", ACCESS_FORMAT)
+    logger = AccessLogger(cfg)
+    stream = io.StringIO()
+    for handler in logger.access_log.handlers:
+        if getattr(handler, "_gunicorn", False):  # not pytest's capture handlers
+            handler.setStream(stream)
+    access_log["format"] = access_format
+    return logger, stream
+
+
+ACCESS_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s rid=%({x-request-id}o)s'
+
+
+@pytest.fixture
+def tenant() -> Any:
+    class Named:
+        name = "acme"
+
+    return Named()
+
+
+def test_an_access_line_is_one_json_object_with_what_the_app_noted(tenant: Any) -> None:
+    environ = gunicorn_environ(
+        **{ENVIRON_KEY: tenant, ROUTE: "/api/<collection>", CACHE: "coalesced", UPSTREAM: 0.0123456}
+    )
+    logger, stream = access_logger("json")
+    try:
+        logger.access(SentResponse(), None, environ, timedelta(milliseconds=12, microseconds=345))
+    finally:
+        access_log["format"] = "json"
+    line = stream.getvalue()
+    assert line.count("\n") == 1
+    record = json.loads(line)
+    assert record.pop("time").endswith("Z")
+    assert record == {
+        "log": "access",
+        "request_id": "rid-1",
+        "tenant": "acme",
+        "client": "203.0.113.7",
+        "method": "GET",
+        "path": "/api/articles",
+        "route": "/api/<collection>",
+        "status": 200,
+        "bytes": 42,
+        "duration_ms": 12.345,
+        "cache": "coalesced",
+        "upstream_ms": 12.346,
+    }
+
+
+def test_an_answer_the_app_noted_nothing_about_has_nulls() -> None:
+    record = json.loads(access_line(SentResponse(404, headers=[]), gunicorn_environ("/x"), timedelta(0)))
+    assert record["tenant"] is record["route"] is record["cache"] is record["upstream_ms"] is None
+    assert record["request_id"] is None and record["status"] == 404
+
+
+@pytest.mark.parametrize("access_format", ["json", "text"])
+def test_no_query_header_or_cookie_reaches_an_access_line(access_format: str) -> None:
+    logger, stream = access_logger(access_format)
+    try:
+        logger.access(SentResponse(), SentRequest(), gunicorn_environ(), timedelta(0))
+    finally:
+        access_log["format"] = "json"
+    line = stream.getvalue()
+    assert "/api/articles" in line
+    assert "SECRET" not in line and "ticket" not in line
+
+
+def test_the_text_format_is_gunicorns_without_the_query() -> None:
+    logger, stream = access_logger("text")
+    try:
+        logger.access(SentResponse(), SentRequest(), gunicorn_environ(), timedelta(0))
+    finally:
+        access_log["format"] = "json"
+    assert stream.getvalue() == '203.0.113.7 "GET /api/articles HTTP/1.1" 200 42 rid=rid-1\n'
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/x\nFAKE-LINE",
+        '/api/x\r\n{"log": "access", "status": 200}',
+        '/api/\x1b[2J\x85\u2028é"\\',
+    ],
+)
+def test_a_hostile_path_stays_inside_its_json_string(target: str) -> None:
+    line = access_line(SentResponse(), gunicorn_environ(target), timedelta(0))
+    assert line.isascii() and line.isprintable()
+    assert json.loads(line)["path"] == target
+
+
+def test_the_app_chooses_the_access_log_format(config: dict[str, Any]) -> None:
+    try:
+        create_app({**config, "ACCESS_LOG_FORMAT": "TEXT"})
+        assert access_log["format"] == "text"
+        create_app(config)
+        assert access_log["format"] == "json"
+    finally:
+        access_log["format"] = "json"

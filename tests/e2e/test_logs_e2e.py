@@ -1,7 +1,8 @@
 """Log forging against real gunicorn: hostile requests leave one line per record, in both logs.
 
-gunicorn writes its access log (gunicorn.conf.py's ``access_log_format``) and its error log;
-bffproxy's records go to the same stderr. Every physical line must start as one of those does.
+gunicorn writes its access log (JSON by default, or gunicorn.conf.py's ``access_log_format`` with
+``BFFPROXY_ACCESS_LOG_FORMAT=text``) and its error log; bffproxy's records go to the same stderr.
+Every physical line must start as one of those does, and every JSON line must parse.
 """
 
 from __future__ import annotations
@@ -65,9 +66,19 @@ HOSTILE = {
 }
 
 
-@pytest.fixture
-def bff(start_bff: Callable[..., Gunicorn]) -> Gunicorn:
-    return start_bff(workers=1, LOG_LEVEL="DEBUG")
+@pytest.fixture(params=["json", "text"])
+def bff(start_bff: Callable[..., Gunicorn], request: pytest.FixtureRequest) -> Gunicorn:
+    return start_bff(workers=1, LOG_LEVEL="DEBUG", ACCESS_LOG_FORMAT=request.param)
+
+
+def is_access_line(line: str, access_format: str) -> bool:
+    """A whole access line of that format (a JSON line must parse: nothing was spliced into it)."""
+    if access_format == "text":
+        return bool(ACCESS_LINE.match(line))
+    if not line.startswith('{"time"'):
+        return False
+    record = json.loads(line)
+    return record["log"] == "access" and isinstance(record["status"], int)
 
 
 def test_hostile_requests_leave_one_line_per_record(bff: Gunicorn, strapi_live: Strapi) -> None:
@@ -87,6 +98,13 @@ def test_hostile_requests_leave_one_line_per_record(bff: Gunicorn, strapi_live: 
     for line in log.splitlines():
         assert not line.lstrip().startswith("FAKE"), line
         assert "\x1b" not in line and "\x85" not in line and "\r" not in line, line
-        assert ACCESS_LINE.match(line) or GUNICORN_LINE.match(line) or BFFPROXY_LINE.match(line), line
+        access = is_access_line(line, bff.env["BFFPROXY_ACCESS_LOG_FORMAT"])
+        assert access or GUNICORN_LINE.match(line) or BFFPROXY_LINE.match(line), line
     assert "webhook entry.update x\\nFAKE-LINE ERROR\\x1b a" in log
-    assert '"GET /api/articles/x%0aFAKE-LINE%20ERROR?filters[$and]=1 HTTP/1.1" 404' in log
+    if bff.env["BFFPROXY_ACCESS_LOG_FORMAT"] == "text":  # the request line, without its query
+        assert '"GET /api/articles/x%0aFAKE-LINE%20ERROR HTTP/1.1" 404' in log
+    else:
+        assert (
+            '"path":"/api/articles/x%0aFAKE-LINE%20ERROR","route":"/api/<collection>/<document_id>",' in log
+        )
+    assert "filters[$and]" not in log and "x=%0d%0a" not in log

@@ -49,7 +49,8 @@ def _listening(port: int) -> bool:
 @pytest.fixture
 def front(start_bff: Callable[..., Gunicorn], tmp_path: Path) -> Iterator[Front]:
     """bffproxy (2 workers, trusting one proxy) behind the shipped nginx site."""
-    with nginx_in_front_of(start_bff(TRUSTED_PROXIES=1), tmp_path) as running:
+    # The text access log: these tests read its rid= (the JSON one: tests/e2e/test_metrics_e2e.py).
+    with nginx_in_front_of(start_bff(TRUSTED_PROXIES=1, ACCESS_LOG_FORMAT="text"), tmp_path) as running:
         yield running
 
 
