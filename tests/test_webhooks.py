@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from bffproxy import ConfigError, create_app
 from bffproxy.webhooks import pluralise
 
+from .conftest import STRAPI
 from .test_invalidation import warm_cache, x_cache
 
 SECRET = "unit-webhook-secret"
@@ -277,3 +278,66 @@ def test_with_redis_down_the_503_names_no_host_or_port(
     body = response.get_data(as_text=True)
     assert "127.0.0.1" not in body and str(port) not in body and "Error" not in body
     assert f"127.0.0.1:{port}" in caplog.text  # the operator still learns why, from the log
+
+
+# Strapi issue 25387: an entry.publish sometimes carries "entry": null (or the string "null").
+PUBLISH_WITHOUT_ENTRY = {
+    "event": "entry.publish",
+    "createdAt": "2026-11-23T20:50:00.000Z",
+    "model": "article",
+}
+NEWEST = {"documentId": DOC, "publishedAt": "2026-11-23T20:49:59.900Z", "locale": None}
+
+
+@pytest.mark.usefixtures("warm")
+@pytest.mark.parametrize("entry", [None, "null"])
+def test_a_publish_without_its_entry_drops_the_collection_and_names_the_newest_published_document(
+    client: FlaskClient, app: Flask, strapi: responses.RequestsMock, entry: Any
+) -> None:
+    from bffproxy.event_log import event_log
+
+    look_up = strapi.get(
+        f"{STRAPI}/api/articles",
+        json={"data": [NEWEST], "meta": {}},
+        match=[
+            responses.matchers.query_param_matcher(
+                {
+                    "sort[0]": "publishedAt:desc",
+                    "pagination[pageSize]": "1",
+                    "fields[0]": "publishedAt",
+                }
+            ),
+            responses.matchers.header_matcher({"Authorization": "Bearer server-api-token"}),
+        ],
+    )
+    response = deliver(client, {**PUBLISH_WITHOUT_ENTRY, "entry": entry})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["documentId"] == DOC and body["scope"] == "collection"
+    assert body["invalidated"] == ["articles", "categories"]
+    assert look_up.call_count == 1
+    with app.app_context():
+        (event,) = event_log().read_after("default", "0", 10)
+    assert (event.fields["type"], event.fields["documentId"]) == ("published", DOC)
+    assert event.fields["audience"] == "everyone"
+
+
+@pytest.mark.usefixtures("warm")
+def test_a_publish_without_its_entry_when_strapi_cannot_say_still_invalidates_and_guesses_no_event(
+    client: FlaskClient, app: Flask, strapi: responses.RequestsMock
+) -> None:
+    from bffproxy.event_log import event_log
+
+    strapi.get(f"{STRAPI}/api/articles", status=500, json={"data": None, "error": {"status": 500}})
+    response = deliver(client, {**PUBLISH_WITHOUT_ENTRY, "entry": None})
+    body = response.get_json()
+    assert response.status_code == 200 and body["documentId"] is None
+    assert body["invalidated"] == ["articles", "categories"]
+    with app.app_context():
+        assert event_log().read_after("default", "0", 10) == []
+
+
+def test_only_a_publish_may_come_without_its_entry(client: FlaskClient) -> None:
+    for event in ("entry.update", "entry.create", "entry.unpublish", "entry.delete"):
+        response = deliver(client, {**PUBLISH_WITHOUT_ENTRY, "event": event, "entry": None})
+        assert response.status_code == 400 and response.get_json()["error"]["details"] == {"field": "entry"}

@@ -195,3 +195,29 @@ def test_an_event_received_by_instance_a_reaches_subscribers_of_instance_b_throu
     doc = in_strapi.create(title())
     assert kinds(sse.take(1)) == [("published", doc)] and ws.take(1) == [("published", doc)]
     sse.nothing_more()  # no resync: a subscriber that joined an empty stream missed nothing
+
+
+def test_a_publish_webhook_without_its_entry_is_resolved_by_one_look_up_in_the_real_strapi(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, in_strapi: StrapiEditor, closing: list[Any]
+) -> None:
+    """Strapi issue 25387: ``"entry": null``. This API is not on the webhook port, so the real
+    webhook never reaches it; the body Strapi sends in that case is posted by hand."""
+    api = start_bff(**SETTINGS)
+    sse = SseClient(f"{api.url}/api/events?collections=articles")
+    closing.append(sse)
+    doc = in_strapi.create(title())
+    body = {
+        "event": "entry.publish",
+        "createdAt": "2026-12-06T00:00:00.000Z",
+        "model": "article",
+        "entry": None,
+    }
+    answer = requests.post(
+        f"{api.url}/webhooks/strapi",
+        json=body,
+        headers={"X-Webhook-Secret": strapi_live.webhook_secret},
+        timeout=10,
+    )
+    assert answer.status_code == 200 and answer.json()["documentId"] == doc, api.log()[-3000:]
+    assert kinds(sse.take(1)) == [("published", doc)]
+    sse.nothing_more()
