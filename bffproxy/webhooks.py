@@ -30,7 +30,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import events, media
+from . import events, media, metrics
 from .bodies import json_or_none
 from .errors import ApiError, BadRequest, Unauthorized
 from .invalidation import purge
@@ -190,12 +190,18 @@ def newest_published(collection: str) -> dict[str, Any] | None:
 @bp.post("/webhooks/strapi")
 def strapi_webhook() -> Response:
     """Receive one Strapi webhook and invalidate what it changed."""
+    tenant = current_tenant().name
+    metrics.WEBHOOKS_RECEIVED.labels(tenant).inc()
     try:
         _authenticate()
-        body, status = _apply(Delivery.parse(json_or_none(force=True)))
+        sent = json_or_none(force=True)
+        metrics.webhook_lag(tenant, sent)
+        body, status = _apply(Delivery.parse(sent))
     except ApiError as exc:
         log.warning("webhook refused with %s (%s): %s", exc.status, exc.code, exc.message)
+        metrics.WEBHOOKS_REJECTED.labels(tenant, exc.code).inc()
         raise
+    metrics.INVALIDATIONS.labels(tenant, "webhook").inc(len(body["invalidated"]))
     log.info(
         "webhook %s %s %s -> invalidated %s",
         body["event"],
