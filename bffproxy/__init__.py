@@ -34,6 +34,7 @@ from . import (
     policies,
     publishing,
     ratelimit,
+    reconciler,
     request_id,
     rules,
     settings,
@@ -76,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(publishing.bp)
+    reconciler.init_app(app)  # its thread starts in the worker (gunicorn.conf.py), never here
     bodies.init_app(app)  # wraps Flask: counts bodies before any view; fast hits read none
     if app.config["FAST_HITS"]:
         app.wsgi_app = hits.FreshHits(app.wsgi_app, app)  # type: ignore[method-assign]
@@ -108,6 +110,7 @@ def _core_app(config: Mapping[str, Any] | None, *, max_subscribers: int) -> Flas
     media.configure(app.config)
     event_log.configure(app.config)
     event_feed.configure(app.config, max_subscribers)
+    reconciler.configure(app.config)
     tenants.init_app(app, TENANT_SETTINGS)
     caching.init_app(app)
     admission.init_app(app)

@@ -320,6 +320,16 @@ def add_error_envelope(context: Context) -> None:
             "properties": {"error": error},
             "description": f"bffproxy's error envelope.\n\n| code | status |\n|---|---|\n{table}",
             "x-error-codes": {code: sorted(statuses) for code, statuses in sorted(codes.items())},
+            "examples": [
+                {
+                    "error": {
+                        "status": 502,
+                        "code": "upstream_unavailable",
+                        "request_id": "5f0c9e2a",
+                        "message": "Strapi is unavailable (connection failed).",
+                    }
+                }
+            ],
         },
     )
     context.spec.components.schema(
@@ -1484,6 +1494,23 @@ DESCRIBERS: dict[str, Describer] = {
         (),
     ),
     "openapi.asset": describe_docs_asset,
+    **{
+        f"events_demo.{endpoint}": simple(
+            path,
+            "get",
+            summary,
+            {
+                200: {"description": "The file.", "content": {content_type: {}}},
+                304: {"description": "Not modified."},
+            },
+            (),
+        )
+        for endpoint, path, summary, content_type in (
+            ("page", "/events/demo", "A page listing articles that update live", "text/html"),
+            ("script", "/events/demo.js", "The live page's script", "text/javascript"),
+            ("stylesheet", "/events/demo.css", "The live page's stylesheet", "text/css"),
+        )
+    },
 }
 
 

@@ -29,7 +29,9 @@ A change no webhook reported (``events.reported``: the dedupe claim of its versi
 collection and the related ones with :func:`~.invalidation.purge`, the webhook's own function, and
 only then is announced with ``events.record`` as ``source: "reconcile"``. State lives in the
 records store (never evicted under cache pressure): per view a small mark (watermark, count, recent
-rows), the ``known`` map, and per tenant the outcome of the last pass (``/readyz`` shows it).
+rows), the ``known`` map, and per tenant the outcome of the last pass (``/readyz`` shows it). A
+view seen for the first time is listed, announces nothing and drops its collection once: what was
+cached may predate the baseline.
 
 Known gaps: Strapi's "discard draft" stamps the new draft row with the published row's older
 ``updatedAt``, so only its webhook or a full listing sees it; a localized collection is watched in
@@ -156,23 +158,42 @@ class StrapiViews:
         self.client = client
         self.requests = 0
 
-    def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
-        """One GET; the JSON answer, None for a 404, UpstreamError for any other refusal."""
+    def _get(self, path: str, params: list[tuple[str, str]], *, missing_ok: bool = False) -> Any:
+        """One GET's JSON object; None for a 404 that means "no document"; else UpstreamError."""
         self.requests += 1
         answer = self.client.request("GET", path, params=params, headers=self.client.service_authorization())
-        if answer.status == 404:
+        if answer.status == 404 and missing_ok:
             return None
-        if not answer.ok:
+        if not answer.ok:  # a 404 on a collection is a wrong API id, never "everything was deleted"
             raise UpstreamError(f"Strapi refused the reconciler's read of {path} ({answer.status}).")
         body = answer.json()
-        return body if isinstance(body, Mapping) else {}
+        if not isinstance(body, Mapping):
+            raise UpstreamError(f"Strapi's answer to {path} is not a JSON object.")
+        return body
 
     def _params(self, view: View) -> list[tuple[str, str]]:
         return [("status", view.status), *((f"fields[{n}]", f) for n, f in enumerate(FIELDS))]
 
+    def _page(self, view: View, extra: list[tuple[str, str]]) -> tuple[Rows, bool, int, int]:
+        """One page of a list: its rows, live flag, the view's total and its page count.
+
+        An answer without a ``data`` list or integer pagination is an UpstreamError: read as an
+        empty collection, it would announce every document deleted.
+        """
+        body = self._get(f"/api/{view.collection}", [*self._params(view), *extra])
+        meta = body.get("meta")
+        items, pagination = body.get("data"), meta.get("pagination") if isinstance(meta, Mapping) else None
+        if not isinstance(items, list) or not isinstance(pagination, Mapping):
+            raise UpstreamError(f"Strapi's list of {view.collection} has no data or pagination.")
+        total, pages = pagination.get("total"), pagination.get("pageCount")
+        if not isinstance(total, int) or not isinstance(pages, int):
+            raise UpstreamError(f"Strapi's list of {view.collection} has no total or page count.")
+        rows, live = rows_of(items, view)
+        return rows, live, total, pages
+
     def single(self, view: View) -> tuple[Rows, bool]:
         """A single type's one row (none when it has no document) and whether it is live as saved."""
-        body = self._get(f"/api/{view.collection}", self._params(view))
+        body = self._get(f"/api/{view.collection}", self._params(view), missing_ok=True)
         data = body.get("data") if body else None
         return rows_of([data] if isinstance(data, Mapping) else [], view)
 
@@ -183,14 +204,12 @@ class StrapiViews:
         sort = [("sort[0]", f"{view.field}:desc"), ("sort[1]", "documentId:asc")]
         while True:
             size = [("pagination[page]", str(page)), ("pagination[pageSize]", str(SCAN_PAGE))]
-            body = self._get(f"/api/{view.collection}", [*self._params(view), *sort, *size]) or {}
-            items = _items(body)
-            found, page_live = rows_of(items, view)
+            found, page_live, total, pages = self._page(view, [*sort, *size])
             live = live or page_live
             rows.update({d: v for d, v in found.items() if parse_time(v) > since})
-            totals.add(_total(body))
+            totals.add(total)
             oldest = min((parse_time(v) for v in found.values()), default=since)
-            if oldest <= since or page >= _page_count(body):
+            if oldest <= since or page >= pages:
                 return rows, (totals.pop() if len(totals) == 1 else -1), live
             page += 1
 
@@ -200,13 +219,10 @@ class StrapiViews:
         live, page = False, 1
         while True:
             extra = [("sort[0]", "documentId:asc"), ("pagination[page]", str(page))]
-            extra.append(("pagination[pageSize]", str(LIST_PAGE)))
-            body = self._get(f"/api/{view.collection}", [*self._params(view), *extra]) or {}
-            items = _items(body)
-            found, page_live = rows_of(items, view)
+            found, page_live, _, pages = self._page(view, [*extra, ("pagination[pageSize]", str(LIST_PAGE))])
             rows.update(found)
             live = live or page_live
-            if not items or page >= _page_count(body):
+            if not found or page >= pages:
                 return rows, live
             page += 1
 
@@ -222,27 +238,6 @@ def rows_of(items: list[Any], view: View) -> tuple[Rows, bool]:
             rows[document] = version
             live = live or isinstance(item.get("publishedAt"), str)
     return rows, live
-
-
-def _items(body: Mapping[str, Any]) -> list[Any]:
-    data = body.get("data")
-    return data if isinstance(data, list) else []
-
-
-def _pagination(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = body.get("meta")
-    pagination = meta.get("pagination") if isinstance(meta, Mapping) else None
-    return pagination if isinstance(pagination, Mapping) else {}
-
-
-def _total(body: Mapping[str, Any]) -> int:
-    total = _pagination(body).get("total")
-    return total if isinstance(total, int) else -1
-
-
-def _page_count(body: Mapping[str, Any]) -> int:
-    count = _pagination(body).get("pageCount")
-    return count if isinstance(count, int) else 1
 
 
 def diff(before: Rows, after: Rows, *, complete: bool) -> Diff:
@@ -268,7 +263,10 @@ class ViewState:
     def mark(self, view: View) -> Mark | None:
         """The view's mark, or None when the reconciler has never seen it."""
         raw = self.store.get(view.key(self.tenant, "mark"))
-        return Mark(**raw) if isinstance(raw, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        names = {f.name for f in dataclasses.fields(Mark)}  # a mark written by another version
+        return Mark(**{k: v for k, v in raw.items() if k in names})
 
     def known(self, view: View) -> Rows | None:
         """The view's documentId -> version map, or None when lost."""
@@ -291,6 +289,7 @@ class Outcome:
     mark: Mark
     known: Rows | None
     live: bool = False  # the draft rows are published as saved: a collection without drafts
+    first: bool = False  # first sight: what is cached may predate it, and nobody can say what changed
 
 
 class Reconciler:
@@ -312,7 +311,8 @@ class Reconciler:
             outcomes = list(self._outcomes(collection))
             found = changes_of(collection, outcomes)
             missed = [c for c in found if not events.reported(self.tenant.name, c)]
-            if missed:  # the webhook's own invalidation, then the event (never the other way round)
+            first = any(outcome.first for outcome in outcomes)
+            if missed or first:  # the webhook's own invalidation, then the event (never the reverse)
                 purge(self.tenant.name, collection=collection)
                 events.record(self.tenant.name, missed)
             for outcome in outcomes:
@@ -339,7 +339,7 @@ class Reconciler:
             rows, live = self.views.single(view)
             before = mark.recent if mark is not None else self._baseline_of(rows)
             new_mark = Mark(max(rows.values(), default=""), len(rows), rows)
-            return Outcome(view, diff(before, rows, complete=True), new_mark, None, live)
+            return Outcome(view, diff(before, rows, complete=True), new_mark, None, live, first=mark is None)
         if mark is None:
             return self._baseline(view)
         since = _time_or_epoch(mark.watermark)
@@ -374,7 +374,7 @@ class Reconciler:
         listed, live = self.views.listing(view)
         found = diff(self._baseline_of(listed), listed, complete=False)
         found.changed, found.new = found.new, {}  # new or edited since --since: no way to tell
-        return Outcome(view, found, self._mark(Mark(), listed, len(listed)), listed, live)
+        return Outcome(view, found, self._mark(Mark(), listed, len(listed)), listed, live, first=True)
 
     def _mark(self, old: Mark, rows: Rows, count: int) -> Mark:
         """The mark after a read: the newest version seen, the count, the rows inside the overlap."""

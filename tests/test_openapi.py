@@ -415,15 +415,22 @@ def fuzz_checks() -> list[Any]:
     return [no_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def credentials(operation: Any, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The headers of the operation's first security alternative we hold (anonymous where allowed)."""
+def credentials(
+    operation: Any, secrets: dict[str, dict[str, str]], signed_in: bool = False
+) -> dict[str, str]:
+    """The headers of the operation's first security alternative we hold (anonymous where allowed,
+    unless ``signed_in`` asks for a credential wherever one is accepted)."""
     for requirement in operation.definition.raw.get("security", [{}]):
+        if signed_in and not requirement and len(operation.definition.raw.get("security", [])) > 1:
+            continue
         if all(scheme in secrets for scheme in requirement):
             return {k: v for scheme in requirement for k, v in secrets[scheme].items()}
     return {}
 
 
-def fuzz(schema: Any, max_examples: int, secrets: dict[str, dict[str, str]], **call: Any) -> dict[str, str]:
+def fuzz(
+    schema: Any, max_examples: int, secrets: dict[str, dict[str, str]], signed_in: bool = False, **call: Any
+) -> dict[str, str]:
     """Run each operation of ``schema`` on ``max_examples`` generated cases; the first failure of each.
 
     Hypothesis drives schemathesis' strategies directly (its pytest plugin does not run on pytest 9).
@@ -432,7 +439,7 @@ def fuzz(schema: Any, max_examples: int, secrets: dict[str, dict[str, str]], **c
     for result in schema.get_all_operations():
         operation = result.ok()
         try:
-            fuzz_operation(operation, max_examples, {**credentials(operation, secrets)}, call)
+            fuzz_operation(operation, max_examples, credentials(operation, secrets, signed_in), call)
         except (Exception, BaseExceptionGroup) as exc:  # the report names the case and how to reproduce it
             failures[operation.label] = str(exc)[:3000]
     return failures

@@ -44,6 +44,7 @@ class FakeStrapi:
         self.docs: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.DRAFTS}
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.down = False
+        self.strange: tuple[int, str] | None = None  # this answer for articles, whatever was asked
         mock.add_callback(responses.GET, re.compile(rf"{STRAPI}/api/\w+.*"), callback=self.answer)
 
     def save(self, collection: str, doc: str, when: float, *, publish: bool = False) -> None:
@@ -78,6 +79,8 @@ class FakeStrapi:
         self.calls.append((collection, params))
         if self.down:
             return 503, {}, "{}"
+        if self.strange is not None and collection == "articles":
+            return self.strange[0], {}, self.strange[1]
         if request.headers.get("Authorization") != "Bearer server-api-token":
             return 401, {}, "{}"
         rows = self.rows(collection, params.get("status", "published"))
@@ -150,8 +153,10 @@ def generation(app: Flask, collection: str) -> Any:
 def test_the_first_pass_is_a_silent_baseline_and_an_idle_pass_costs_one_request_per_view(
     app: Flask, fake: FakeStrapi
 ) -> None:
+    before = generation(app, "articles")
     run(app)
     assert announced(app) == []
+    assert generation(app, "articles") != before  # what was cached may predate the baseline
     fake.count()
     report = run(app)
     # articles: draft + published view; categories (no drafts): one; homepage (drafts): two.
@@ -459,3 +464,53 @@ def test_once_the_watermark_settles_an_idle_pass_reads_one_page_whatever_came_be
     fake.save("articles", doc_id(0), 200)
     run(app)
     assert [d for _, d, _, _ in announced(app)[45:]] == [doc_id(0)]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (404, "{}"),  # a wrong API id: never "every document was deleted"
+        (403, "{}"),  # a token without find permission
+        (200, '{"data": []}'),  # no pagination
+        (200, '{"data": null, "meta": {"pagination": {"total": 0, "pageCount": 0}}}'),
+        (200, '{"data": [], "meta": []}'),
+        (200, "[]"),
+    ],
+)
+def test_a_strange_answer_fails_the_pass_and_announces_nothing(
+    app: Flask, fake: FakeStrapi, answer: tuple[int, str]
+) -> None:
+    run(app)
+    fake.strange = answer
+    fake.delete("categories", doc_id(10))
+    with pytest.raises(reconciler.UpstreamError):
+        run(app)
+    assert announced(app) == []
+    fake.strange = None
+    run(app)  # and the state was kept: the articles are all still known, the category is found gone
+    assert announced(app) == [("deleted", doc_id(10), "everyone", "reconcile")]
+
+
+def test_reads_ask_strapi_for_four_fields_and_nothing_strapi_refuses(app: Flask, fake: FakeStrapi) -> None:
+    run(app)
+    fake.count()
+    run(app)
+    for _, params in fake.calls:
+        assert {k: v for k, v in params.items() if k.startswith("fields")} == {
+            "fields[0]": "documentId",
+            "fields[1]": "updatedAt",
+            "fields[2]": "publishedAt",
+        }  # no fields[3]=locale: Strapi 5.54 answers 400 "Invalid key locale" without i18n
+        assert params["status"] in ("draft", "published")
+
+
+def test_a_mark_written_by_another_version_still_reads(app: Flask, fake: FakeStrapi) -> None:
+    run(app)
+    view = reconciler.View("articles", reconciler.DRAFT)
+    with app.app_context():
+        store = reconciler.records()
+        raw = store.get(view.key("default", "mark"))
+        store.set(view.key("default", "mark"), {**raw, "from_the_future": 1}, 60)
+    fake.save("articles", doc_id(2), 100)
+    run(app)
+    assert announced(app) == [("updated", doc_id(2), "drafts", "reconcile")]

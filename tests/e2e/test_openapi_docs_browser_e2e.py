@@ -57,10 +57,15 @@ def test_docs_render_every_operation_and_work_under_a_path_prefix(
     with chromium(tmp_path / "profile") as browser:
         acme = rendered(browser, f"{bff.url}/docs")
         beta = rendered(browser, f"{bff.url}/t/beta/docs")
+        # Swagger UI's own query config (?url=, ?configUrl=) would load anyone's document: ignored.
+        hostile = rendered(
+            browser, f"{bff.url}/docs?url=http://127.0.0.1:9/x.json&configUrl=http://127.0.0.1:9/c"
+        )
         console = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert acme["count"] == described_operations(f"{bff.url}/openapi.json") > 30
     assert "/api/articles/{documentId}" in acme["paths"] and "/api/categories" in acme["paths"]
     assert acme["title"].startswith("bffproxy (acme)") and acme["errors"] is None
     assert beta["count"] == described_operations(f"{bff.url}/t/beta/openapi.json") < acme["count"]
     assert "/api/categories" not in beta["paths"] and beta["title"].startswith("bffproxy (beta)")
+    assert hostile == acme
     assert not [line for line in console if "Content Security Policy" in line or "/docs/" in line], console

@@ -3,8 +3,9 @@
 schemathesis generates valid and invalid requests for every operation of ``/openapi.json`` (a
 bounded number each); every answer must conform to the document (status, content type, body
 schema) and none may be a 5xx other than a 502/503/504 standing for Strapi. Writes run as the
-seeded editor and unpublish through a real admin session, so requests get past authentication
-into validation and Strapi; the documents they create are deleted afterwards. The event stream
+seeded editor (uploads too) and unpublish through a real admin session, so requests get past
+authentication into validation and Strapi; reads run again as the seeded reader (forwarded with its
+token). The documents and files the fuzz creates are deleted afterwards. The event stream
 (``GET /api/events``) never ends, so it is described but not called here.
 """
 
@@ -26,6 +27,7 @@ ADMIN = {"STRAPI_ADMIN_EMAIL": "admin@example.com", "STRAPI_ADMIN_PASSWORD": "Ad
 POLICIES = {
     "POLICIES__articles": "read=public,drafts=editor,write=editor",
     "POLICIES__categories": "read=public,write=editor",
+    "POLICIES__upload": "read=public,write=editor",
 }
 
 
@@ -46,14 +48,33 @@ def cleanup(strapi_live: Strapi) -> Iterator[None]:
                 for document in documents:
                     path = f"{strapi_live.url}/api/{collection}/{document['documentId']}"
                     requests.delete(path, headers=token, timeout=10)
+    files = requests.get(
+        f"{strapi_live.url}/api/upload/files?filters[createdAt][$gte]={since}", headers=token, timeout=10
+    )
+    for file in files.json() if files.ok else []:
+        requests.delete(f"{strapi_live.url}/api/upload/files/{file['id']}", headers=token, timeout=10)
+
+
+def documents(strapi: Strapi) -> set[tuple[str, str, str | None]]:
+    """Every (collection, documentId, publishedAt) in Strapi, drafts included, asked directly."""
+    token = {"Authorization": f"Bearer {strapi.api_token}"}
+    found = set()
+    for collection in ("articles", "categories"):
+        for status in ("draft", "published"):
+            url = f"{strapi.url}/api/{collection}?status={status}&pagination[pageSize]=100"
+            for item in requests.get(url, headers=token, timeout=10).json()["data"]:
+                found.add((collection, item["documentId"], item.get("publishedAt")))
+    return found
 
 
 def test_every_answer_conforms_to_the_document(
     start_bff: Callable[..., Gunicorn],
     strapi_live: Strapi,
     editor: dict[str, str],
+    reader: dict[str, str],
     cleanup: None,
 ) -> None:
+    seeded = documents(strapi_live)
     bff = start_bff(**ADMIN, **POLICIES)
     schema: Any = schemathesis.openapi.from_url(f"{bff.url}/openapi.json").exclude(path="/api/events")
     secrets = {
@@ -62,8 +83,20 @@ def test_every_answer_conforms_to_the_document(
         "webhookSecret": {"X-Webhook-Secret": strapi_live.webhook_secret},
     }
     failures = fuzz(schema, EXAMPLES, secrets, base_url=bff.url, timeout=15)
+    # Reads again as a signed-in reader: forwarded with the caller's token, never from the cache.
+    reads = schema.include(method=["GET", "HEAD"]).exclude(
+        path_regex="^/(docs|openapi|healthz|readyz|metrics)"
+    )
+    signed_in = {"strapiJwt": reader}
+    failures.update(
+        {
+            f"{k} (signed in)": v
+            for k, v in fuzz(reads, EXAMPLES // 2, signed_in, True, base_url=bff.url, timeout=15).items()
+        }
+    )
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     assert "Traceback" not in bff.log()
+    assert seeded <= documents(strapi_live)  # random ids never hit the seed: later tests find it intact
 
 
 def test_a_request_line_over_gunicorns_limit_is_a_documented_414(start_bff: Callable[..., Gunicorn]) -> None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -205,3 +206,31 @@ def test_strapi_requests_when_nothing_changes(deaf_bff: Gunicorn, strapi_live: S
     time.sleep(5 * INTERVAL)
     after = strapi_live.count_requests(marker)
     assert 3 * 4 <= after - before <= 3 * 6  # 3 a pass, one pass an interval (not one per worker)
+
+
+def test_two_instances_on_one_redis_make_one_pass_an_interval_and_one_event_a_change(
+    start_bff: Callable[..., Gunicorn],
+    redis_server: Any,
+    strapi_live: Strapi,
+    in_strapi: StrapiEditor,
+    streams: list[SseClient],
+) -> None:
+    settings = {**SETTINGS, "REDIS_URL": redis_server.url}
+    instances = [start_bff(**settings), start_bff(**settings)]  # own cache dirs, one Redis
+    for bff in instances:
+        wait_until(lambda bff=bff: reconciled(bff), 15, "the first reconcile pass")
+    time.sleep(OVERLAP + INTERVAL)  # the watermarks settle
+    marker = "fields%5B0%5D=documentId"
+    before = strapi_live.count_requests(marker)
+    time.sleep(4 * INTERVAL)
+    assert 3 * 3 <= strapi_live.count_requests(marker) - before <= 3 * 5  # 4 workers, one pass
+
+    watchers = [SseClient(f"{bff.url}/api/events?collections=articles") for bff in instances]
+    streams += watchers
+    doc = in_strapi.create(title())
+    for watcher in watchers:
+        one_event(watcher, "published", doc)
+    in_strapi.delete(doc)
+    for watcher in watchers:
+        one_event(watcher, "deleted", doc)
+        watcher.nothing_more()
