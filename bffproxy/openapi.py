@@ -1367,6 +1367,15 @@ def describe_docs_asset(context: Context, rule: Rule) -> Iterator[Operation]:
     yield Operation("/docs/{asset}", "get", body)
 
 
+def page_file(path: str, summary: str, content_type: str) -> Describer:
+    """A file of a page bffproxy serves (revalidated with its ETag)."""
+    ok = {
+        200: {"description": "The file.", "content": {content_type: {"schema": {"type": "string"}}}},
+        304: {"description": "Not modified."},
+    }
+    return simple(path, "get", summary, ok, ())
+
+
 JSON_OK = {"type": "object"}
 DESCRIBERS: dict[str, Describer] = {
     "content.list_documents": describe_list,
@@ -1494,6 +1503,11 @@ DESCRIBERS: dict[str, Describer] = {
         (),
     ),
     "openapi.asset": describe_docs_asset,
+    "events_demo.page": page_file(
+        "/events/demo", "A live page of articles, refreshed by events", "text/html"
+    ),
+    "events_demo.script": page_file("/events/demo.js", "The live page's script", "text/javascript"),
+    "events_demo.stylesheet": page_file("/events/demo.css", "The live page's stylesheet", "text/css"),
     **{
         f"events_demo.{endpoint}": simple(
             path,
