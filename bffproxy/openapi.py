@@ -1369,7 +1369,7 @@ def describe_docs_asset(context: Context, rule: Rule) -> Iterator[Operation]:
 
 def page_file(path: str, summary: str, content_type: str) -> Describer:
     """A file of a page bffproxy serves (revalidated with its ETag)."""
-    ok = {
+    ok: dict[int, dict[str, Any]] = {
         200: {"description": "The file.", "content": {content_type: {"schema": {"type": "string"}}}},
         304: {"description": "Not modified."},
     }
