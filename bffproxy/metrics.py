@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -141,13 +141,13 @@ RATE_LIMITED = Counter(
 )
 RECONCILE_RUNS = Counter(
     "bffproxy_reconcile_runs",
-    "Reconciliation runs, by outcome (ok, failed).",
+    "Reconcile passes, by outcome (ok, failed).",
     ("tenant", "outcome"),
     registry=REGISTRY,
 )
 RECONCILE_FINDINGS = Counter(
     "bffproxy_reconcile_findings",
-    "Differences reconciliation found, by kind.",
+    "Changes a reconcile pass found that no webhook had reported, by event type (updated, deleted...).",
     ("tenant", "kind"),
     registry=REGISTRY,
 )
@@ -199,6 +199,14 @@ def _counters_of(tenant: str, route: str, method: str, status: str, cache: str |
     """The counters one answer with these labels increments."""
     answered = REQUESTS.labels(tenant, route, method, status + "xx")
     return (answered,) if cache is None else (answered, CACHE_ANSWERS.labels(tenant, cache))
+
+
+def reconciled(tenant: str, missed: Mapping[str, Iterable[Any]] | None) -> None:
+    """One reconcile pass: failed (None), or ok with the changes no webhook reported, per collection."""
+    RECONCILE_RUNS.labels(tenant, "failed" if missed is None else "ok").inc()
+    for changes in (missed or {}).values():
+        for change in changes:
+            RECONCILE_FINDINGS.labels(tenant, change.type).inc()
 
 
 def subscriber_joined() -> None:

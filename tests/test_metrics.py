@@ -347,6 +347,24 @@ def test_rate_limit_rejections_are_counted(config: dict[str, Any], strapi: respo
     assert after == before + 2
 
 
+def test_reconcile_passes_and_what_they_found_are_counted() -> None:
+    from bffproxy.events import Change
+
+    def runs(outcome: str) -> float:
+        return sample("bffproxy_reconcile_runs_total", tenant="rec", outcome=outcome)
+
+    def found(kind: str) -> float:
+        return sample("bffproxy_reconcile_findings_total", tenant="rec", kind=kind)
+
+    ok, failed, updated, deleted = runs("ok"), runs("failed"), found("updated"), found("deleted")
+    change = {"collection": "articles", "document_id": "abc", "source": "reconcile", "audience": "everyone"}
+    missed = {"articles": [Change("updated", **change), Change("deleted", **change)], "categories": []}
+    metrics.reconciled("rec", missed)
+    metrics.reconciled("rec", None)
+    assert (runs("ok"), runs("failed")) == (ok + 1, failed + 1)
+    assert (found("updated"), found("deleted")) == (updated + 1, deleted + 1)
+
+
 # -- gunicorn's side: the multiprocess directory -------------------------------------------------
 
 

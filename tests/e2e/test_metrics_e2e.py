@@ -14,13 +14,14 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .services import Gunicorn, Strapi, wait_until
+from .services import Gunicorn, Strapi, bff_env, free_port, wait_until
 
 ADMIN = {"Authorization": "Bearer e2e-admin-token"}  # services.bff_env's
 
@@ -220,3 +221,47 @@ def test_every_request_gets_one_json_access_line_and_no_secret_reaches_any_line(
     log = bff.log()
     for secret in (*SECRETS, strapi_live.webhook_secret, strapi_live.api_token):
         assert secret not in log, secret
+
+
+# -- an unlucky operator -------------------------------------------------------------------------
+
+
+def gunicorn_on(strapi: Strapi, tmp_path: Path, name: str, metrics_dir: Path) -> Gunicorn:
+    """bffproxy under gunicorn with PROMETHEUS_MULTIPROC_DIR set by the operator."""
+    cache = tmp_path / f"{name}-cache"
+    cache.mkdir()
+    env = {**bff_env(strapi, cache), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    return Gunicorn(free_port(), env, 1, log_path=tmp_path / f"{name}.log")
+
+
+def test_a_metrics_directory_that_cannot_be_written_stops_the_start_with_one_line(
+    tmp_path: Path, strapi_live: Strapi
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    server = gunicorn_on(strapi_live, tmp_path, "unwritable", blocker / "metrics")
+    with pytest.raises(RuntimeError, match="gunicorn exited with 3"):
+        server.start()
+    assert (
+        f"bffproxy: configuration error: PROMETHEUS_MULTIPROC_DIR '{blocker}/metrics' is not a"
+        in server.log()
+    )
+    assert "Traceback" not in server.log()
+
+
+def test_a_second_gunicorn_on_the_same_metrics_directory_is_refused_and_wipes_nothing(
+    tmp_path: Path, strapi_live: Strapi
+) -> None:
+    shared = tmp_path / "metrics"
+    first = gunicorn_on(strapi_live, tmp_path, "first", shared)
+    first.start()
+    try:
+        healthz(first, 8)
+        counted = value(scrape(first)[1], "bffproxy_requests_total", **HEALTHZ)
+        second = gunicorn_on(strapi_live, tmp_path, "second", shared)
+        with pytest.raises(RuntimeError, match="gunicorn exited with 3"):
+            second.start()
+        assert "is in use by another running gunicorn" in second.log()
+        assert value(scrape(first)[1], "bffproxy_requests_total", **HEALTHZ) == counted
+    finally:
+        first.stop()
