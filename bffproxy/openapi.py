@@ -50,7 +50,7 @@ from .errors import ApiError
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import KEY_MAX, REPLAYED_HEADER
 from .policies import PUBLIC
-from .query import PARAMETER_LIMIT, QS_DEPTH
+from .query import PARAMETER_LIMIT, QS_DEPTH, STRAPI_READ_PARAMS
 from .reads import DOCUMENT_ID, PUBLICATION_PARAMS
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .schemas import CollectionSpec, Relation, StrapiSchema, Utf16Length, spec_for
@@ -361,10 +361,24 @@ def error_response(context: Context, status: int, strapi: bool) -> dict[str, Any
     text = ", ".join(f"`{code}`" for code in listed) or "(none of bffproxy's own)"
     description = f"Error: {text}."
     schema: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+    if listed:  # this status, with one of the codes that have it
+        schema = context.schema(f"Error{status}", lambda: status_envelope(status, listed))
     if strapi:
         description += " Or Strapi's own answer with this status, passed through."
         schema = {"anyOf": [schema, {"$ref": "#/components/schemas/StrapiError"}]}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def status_envelope(status: int, codes: list[str]) -> dict[str, Any]:
+    """The envelope as answered with ``status``: only the codes that status carries."""
+    narrowed = {"status": {"const": status}, "code": {"enum": codes}}
+    return {
+        "allOf": [
+            {"$ref": "#/components/schemas/Error"},
+            {"properties": {"error": {"properties": narrowed}}},
+        ],
+        "description": f"The error envelope with status {status}.",
+    }
 
 
 # -- operations ------------------------------------------------------------------------------------
@@ -704,8 +718,6 @@ def read_parameters(context: Context, collection: str, many: bool) -> list[dict[
 
 def base_read_params() -> frozenset[str]:
     """The names every collection's reads accept."""
-    from .query import STRAPI_READ_PARAMS
-
     return STRAPI_READ_PARAMS | PUBLICATION_PARAMS
 
 

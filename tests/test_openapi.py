@@ -516,3 +516,17 @@ def test_a_tenant_with_hundreds_of_collections_is_described_once(config: dict[st
     document = client.get("/openapi.json").get_json()
     assert "/api/c199/{documentId}" in document["paths"] and "post" not in document["paths"]["/api/c199"]
     assert client.get("/openapi.json").status_code == 200 and len(app.extensions["bffproxy.openapi"]) == 1
+
+
+def test_an_error_status_admits_only_its_own_codes(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    narrowed = schemas["Error400"]["allOf"][1]["properties"]["error"]["properties"]
+    assert narrowed["status"] == {"const": 400} and "invalid_parameter" in narrowed["code"]["enum"]
+    assert "not_found" not in narrowed["code"]["enum"]
+    registry = {"$defs": schemas}
+    envelope = json.loads(json.dumps(schemas["Error400"]).replace("#/components/schemas/", "#/$defs/"))
+    validator = jsonschema_rs.Draft202012Validator({**envelope, **registry})
+    error = {"status": 400, "code": "invalid_parameter", "message": "m", "request_id": "r"}
+    assert validator.is_valid({"error": error})
+    assert not validator.is_valid({"error": {**error, "code": "not_found"}})
+    assert not validator.is_valid({"error": {**error, "status": 404}})
