@@ -105,11 +105,15 @@ class AccessLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is untype
             self.error(traceback.format_exc())
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
-        """gunicorn's atoms, with the request line (``%(r)s``) written without its query string."""
+        """gunicorn's atoms, the request line (``%(r)s``) without its query string, controls escaped.
+
+        gunicorn refuses C0 controls in a request, not C1 ones (``\x85`` breaks lines in some
+        viewers); and behind ``BFFPROXY_TRUSTED_PROXIES`` the address (``%(h)s``) is a header's text.
+        """
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         method, protocol = environ.get("REQUEST_METHOD"), environ.get("SERVER_PROTOCOL")
         atoms["r"] = f"{method} {target_path(environ)} {protocol}"
-        return atoms
+        return {name: escape_controls(v) if isinstance(v, str) else v for name, v in atoms.items()}
 
 
 def target_path(environ: dict[str, Any]) -> str:

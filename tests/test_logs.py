@@ -319,6 +319,19 @@ def test_no_query_header_or_cookie_reaches_an_access_line(access_format: str) ->
     assert "SECRET" not in line and "ticket" not in line
 
 
+def test_a_forwarded_address_with_controls_is_escaped_in_the_text_format() -> None:
+    logger, stream = access_logger("text")
+    try:
+        environ = gunicorn_environ(REMOTE_ADDR='1.2.3.4\x85FAKE "GET /x HTTP/1.1" 200')
+        logger.access(SentResponse(), SentRequest(), environ, timedelta(0))
+    finally:
+        access_log["format"] = "json"
+    # gunicorn escapes the quotes, bffproxy the control character
+    line = stream.getvalue()
+    assert line.startswith('1.2.3.4\\x85FAKE \\"GET /x HTTP/1.1\\" 200 "GET /api/articles HTTP/1.1"')
+    assert line.count("\n") == 1 and "\x85" not in line
+
+
 def test_the_text_format_is_gunicorns_without_the_query() -> None:
     logger, stream = access_logger("text")
     try:

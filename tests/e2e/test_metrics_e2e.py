@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,7 @@ def healthz(bff: Gunicorn, count: int) -> set[str]:
         return set(pool.map(one, range(count)))
 
 
+RESULTS = ("hit", "miss", "stale", "bypass", "coalesced")
 HEALTHZ = {"tenant": "default", "route": "/healthz", "method": "GET", "status": "2xx"}
 
 
@@ -265,3 +267,29 @@ def test_a_second_gunicorn_on_the_same_metrics_directory_is_refused_and_wipes_no
         assert value(scrape(first)[1], "bffproxy_requests_total", **HEALTHZ) == counted
     finally:
         first.stop()
+
+
+def cache_results(bff: Gunicorn) -> dict[str, float]:
+    samples = scrape(bff)[1]
+    return {r: value(samples, "bffproxy_cache_requests_total", tenant="default", result=r) for r in RESULTS}
+
+
+def test_a_stampede_on_a_cold_key_is_one_miss_and_coalesced_waiters(
+    bff: Gunicorn, strapi_live: Strapi
+) -> None:
+    before = cache_results(bff)
+    barrier = threading.Barrier(16)
+
+    def one(_: int) -> str:
+        barrier.wait()
+        answer = requests.get(f"{bff.url}/api/articles?pagination[pageSize]=7", timeout=20)
+        assert answer.status_code == 200
+        return answer.headers["X-Cache"]
+
+    with ThreadPoolExecutor(16) as pool:
+        x_cache = list(pool.map(one, range(16)))
+    after = cache_results(bff)
+    counted = {r: after[r] - before[r] for r in RESULTS}
+    assert counted["miss"] == x_cache.count("MISS") == 1  # one Strapi call for everyone
+    assert counted["coalesced"] >= 1  # Strapi takes long enough for some to wait on the holder
+    assert counted["coalesced"] + counted["hit"] == 15
