@@ -48,6 +48,9 @@ _OWN_METRICS_DIR = os.path.join(tempfile.gettempdir(), f"bffproxy-{METRICS_NAME}
 if os.environ.get("RUNTIME_DIRECTORY"):
     _runtime = os.environ["RUNTIME_DIRECTORY"].split(":")[0]
     os.environ.setdefault(METRICS_DIR, os.path.join(_runtime, METRICS_NAME))
+    # gunicorn's control socket (gunicornc -s /run/bffproxy/gunicorn.ctl) goes there too: its
+    # default, $HOME/.gunicorn, is read-only under ProtectSystem=strict (and hidden by ProtectHome).
+    control_socket = os.path.join(_runtime, "gunicorn.ctl")
 os.environ.setdefault(METRICS_DIR, _OWN_METRICS_DIR)
 
 # The tenants file the operator edits; workers read the copy the arbiter last validated.
