@@ -22,6 +22,7 @@ from . import (
     event_feed,
     event_log,
     event_tickets,
+    events_demo,
     events_sse,
     events_ws,
     health,
@@ -73,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     publishing.init_app(app)
     content.init_app(app)
     openapi.init_app(app)
+    events_demo.init_app(app)  # the live articles page (its stream: the events app or this one)
     media.init_app(app)  # before bodies: its uploads stream past the JSON body limit
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)

@@ -1520,23 +1520,6 @@ DESCRIBERS: dict[str, Describer] = {
     ),
     "events_demo.script": page_file("/events/demo.js", "The live page's script", "text/javascript"),
     "events_demo.stylesheet": page_file("/events/demo.css", "The live page's stylesheet", "text/css"),
-    **{
-        f"events_demo.{endpoint}": simple(
-            path,
-            "get",
-            summary,
-            {
-                200: {"description": "The file.", "content": {content_type: {}}},
-                304: {"description": "Not modified."},
-            },
-            (),
-        )
-        for endpoint, path, summary, content_type in (
-            ("page", "/events/demo", "A page listing articles that update live", "text/html"),
-            ("script", "/events/demo.js", "The live page's script", "text/javascript"),
-            ("stylesheet", "/events/demo.css", "The live page's stylesheet", "text/css"),
-        )
-    },
 }
 
 
