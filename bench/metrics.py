@@ -24,9 +24,7 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
-from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -39,12 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/metrics.py` puts bench/, not the project, on sys.path
     sys.path.insert(0, str(ROOT))
 
-from bench import measure  # noqa: E402
-from bench.report import command_line  # noqa: E402
+from bench import measure, tenants  # noqa: E402
 from bench.run import knobs_from_env, progress  # noqa: E402
 from bench.stack import WORKERS, bench_targets, fresh_strapi, hits_env, started  # noqa: E402
 from bench.tenants import (  # noqa: E402
-    TRIES,
     WRK_THREADS,
     Case,
     check_servers,
@@ -53,15 +49,13 @@ from bench.tenants import (  # noqa: E402
     machine,
     micro,
     others_share,
-    per_second,
-    ratio_row,
-    request_text,
     throughput,
 )
 from tests.e2e.services import Gunicorn, Strapi, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TARGET = 0.95
+RATIOS = (("metrics on / off", "on", "off", TARGET),)
 SERVERS = {"on": "true", "off": "false"}  # instance name -> BFFPROXY_METRICS
 ADMIN_TOKEN = "bench-admin-token"
 
@@ -106,34 +100,6 @@ def hits_counted(server: Gunicorn) -> float:
     )
 
 
-def summarise(runs: Any, calls_us: Mapping[str, list[float]]) -> dict[str, Any]:
-    """Medians per case and the on / off ratio by wrk, by the workers' CPU per hit and in process."""
-    rps = {name: [r.requests_per_s for r in results] for name, results in runs.results.items()}
-    by_wrk = ratio_row(rps, "on", "off")
-    by_cpu = ratio_row(per_second(runs.cpu_us), "on", "off")
-    pairs = zip(calls_us["on"], calls_us["off"], strict=True)
-    return {
-        "throughput": {
-            name: {
-                **measure.summarise(results),
-                "worker_cpu_us": round(statistics.median(runs.cpu_us[name]), 1),
-            }
-            for name, results in runs.results.items()
-        },
-        "us_per_call": {name: round(statistics.median(values), 2) for name, values in calls_us.items()},
-        "ratio": {
-            "wrk": by_wrk,
-            "worker_cpu": by_cpu,
-            "in_process": ratio_row(per_second(calls_us), "on", "off"),
-            "added_us_per_call": round(statistics.median(n - d for n, d in pairs), 2),
-            "target": TARGET,
-            "met": [by_wrk["median"] >= TARGET, by_cpu["median"] >= TARGET],
-        },
-        "runs_redone": runs.redone,
-        "runs_unbalanced": runs.unbalanced,
-    }
-
-
 def measure_all(knobs: measure.Knobs, micro_rounds: int) -> dict[str, Any]:
     """Start Strapi and both instances, time in process, run wrk, then read the counted hits.
 
@@ -165,18 +131,18 @@ def measure_all(knobs: measure.Knobs, micro_rounds: int) -> dict[str, Any]:
     made = sum(r.requests for r in runs.results["on"])
     if counted < made:
         raise RuntimeError(f"the metrics-on instance counted {counted:.0f} hits of at least {made}")
-    settings = {
-        **knobs.__dict__,
-        "workers": WORKERS,
-        "wrk_threads": WRK_THREADS,
-        "micro_rounds": micro_rounds,
-    }
+    settings = {**knobs.__dict__, "workers": WORKERS, "wrk_threads": WRK_THREADS}
+    settings.update(micro_rounds=micro_rounds, micro_calls=tenants.MICRO_CALLS)
     return {
         "settings": settings,
         "machine": f"{load_before} before; other processes took {others:.0%} of the CPU during wrk",
         "cases": {c.name: {"label": c.label, "path": c.path, "headers": c.headers} for c in all_cases},
         "hits_counted": {"wrk_requests": made, "counted_by_metrics": counted},
-        **summarise(runs, calls_us),
+        **tenants.summarise(
+            runs.results, runs.cpu_us, calls_us, (("metrics on / off", "on", "off", TARGET),)
+        ),
+        "runs_redone": runs.redone,
+        "runs_unbalanced": runs.unbalanced,
         "rounds": {name: [r.as_dict() for r in results] for name, results in runs.results.items()},
         "worker_cpu_rounds_us": {name: [round(us, 1) for us in v] for name, v in runs.cpu_us.items()},
         "micro_rounds_us": {name: [round(us, 2) for us in v] for name, v in calls_us.items()},
@@ -184,46 +150,12 @@ def measure_all(knobs: measure.Knobs, micro_rounds: int) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The README-ready tables."""
-    knobs = result["settings"]
+    """bench/tenants.py's tables, and how many hits the metrics-on instance counted."""
     counted = result["hits_counted"]
-    lines = [
-        command_line(knobs, "bench-metrics"),
-        "",
-        f"wrk -t{knobs['wrk_threads']} -c{knobs['connections']} -d{knobs['duration']:g}s, {knobs['rounds']} "
-        "interleaved rounds, order swapped each round (medians; ratios: median of per-round ratios, range "
-        f"in brackets); {result['runs_redone']} runs measured again because one worker had taken every "
-        f"connection ({result['runs_unbalanced']} still so after {TRIES} tries); in process: "
-        f"{knobs['micro_rounds']} interleaved rounds of WSGI calls; {result['machine']}; each bffproxy: "
-        f"gunicorn, {knobs['workers']} workers; the metrics-on instance's /metrics counted "
-        f"{counted['counted_by_metrics']:.0f} hits during the wrk runs, which made {counted['wrk_requests']} "
-        "(plus the warm-up and runs measured again)",
-        "",
-        "| configuration | request | req/s | p50 ms | p99 ms | errors | worker CPU µs per hit "
-        "| µs per WSGI call |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, case in result["cases"].items():
-        row = result["throughput"][name]
-        lines.append(
-            f"| {case['label']} | {request_text(case)} | {row['requests_per_s']:.0f} | {row['p50_ms']:.2f} "
-            f"| {row['p99_ms']:.2f} | {row['errors']} | {row['worker_cpu_us']:.0f} "
-            f"| {result['us_per_call'][name]:.1f} |"
-        )
-    ratio = result["ratio"]
-    cells = [
-        f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})" for r in (ratio["wrk"], ratio["worker_cpu"])
-    ]
-    met = " / ".join("yes" if m else "NO" for m in ratio["met"])
-    lines += [
-        "",
-        "| ratio | wrk req/s | hits per worker CPU second | in process calls/s | µs added per WSGI call "
-        "| target | met: wrk / worker CPU |",
-        "|---|---:|---:|---:|---:|---|---|",
-        f"| metrics on / off | {' | '.join(cells)} | {ratio['in_process']['median']:.2f} "
-        f"| {ratio['added_us_per_call']:+.1f} | >= {ratio['target']} | {met} |",
-    ]
-    return "\n".join(lines) + "\n"
+    return tenants.markdown(result, "bench-metrics") + (
+        f"\nThe metrics-on instance's /metrics counted {counted['counted_by_metrics']:.0f} hits during the "
+        f"wrk runs, which made {counted['wrk_requests']} (plus the warm-up and the runs measured again).\n"
+    )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -315,13 +315,19 @@ def per_second(micros: Mapping[str, list[float]]) -> dict[str, list[float]]:
     return {name: [1e6 / us for us in values] for name, values in micros.items()}
 
 
+Ratio = tuple[str, str, str, float | None]  # (name, numerator case, denominator case, target)
+
+
 def summarise(
-    runs: dict[str, list[wrk.WrkResult]], cpu_us: dict[str, list[float]], calls_us: dict[str, list[float]]
+    runs: dict[str, list[wrk.WrkResult]],
+    cpu_us: dict[str, list[float]],
+    calls_us: dict[str, list[float]],
+    ratio_specs: tuple[Ratio, ...] = RATIOS,
 ) -> dict[str, Any]:
     """Medians per case, and each ratio by wrk's req/s, by the workers' CPU per hit and in process."""
     rps = {name: [r.requests_per_s for r in results] for name, results in runs.items()}
     ratios = {}
-    for name, numerator, denominator, target in RATIOS:
+    for name, numerator, denominator, target in ratio_specs:
         by_wrk = ratio_row(rps, numerator, denominator)
         by_cpu = ratio_row(per_second(cpu_us), numerator, denominator)
         pairs = zip(calls_us[numerator], calls_us[denominator], strict=True)
@@ -434,11 +440,11 @@ def request_text(case: Mapping[str, Any]) -> str:
     return f"`GET {case['path']}`" + (f" {headers}" if headers else "")
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], make_target: str = "bench-tenants") -> str:
     """The README-ready tables."""
     knobs = result["settings"]
     lines = [
-        command_line(knobs, "bench-tenants"),
+        command_line(knobs, make_target),
         "",
         f"wrk -t{knobs['wrk_threads']} -c{knobs['connections']} -d{knobs['duration']:g}s, {knobs['rounds']} "
         "interleaved rounds, order rotated each round (medians; ratios: median of per-round ratios, range "
