@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import re
 import threading
 from typing import Any
@@ -17,6 +18,7 @@ from flask import Flask
 
 from bffproxy import create_app, events, reconciler
 from bffproxy.caching import content_cache
+from bffproxy.errors import ApiError
 from bffproxy.event_log import event_log
 from bffproxy.settings import ConfigError
 
@@ -45,6 +47,7 @@ class FakeStrapi:
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.down = False
         self.strange: tuple[int, str] | None = None  # this answer for articles, whatever was asked
+        self.max_limit = 100  # Strapi's api.rest.maxLimit: larger pages are silently clamped
         mock.add_callback(responses.GET, re.compile(rf"{STRAPI}/api/\w+.*"), callback=self.answer)
 
     def save(self, collection: str, doc: str, when: float, *, publish: bool = False) -> None:
@@ -84,16 +87,25 @@ class FakeStrapi:
         if request.headers.get("Authorization") != "Bearer server-api-token":
             return 401, {}, "{}"
         rows = self.rows(collection, params.get("status", "published"))
+        prefix = params.get("filters[documentId][$startsWith]", "").lower()  # SQLite: any case
+        rows = [r for r in rows if r["documentId"].lower().startswith(prefix)]
         if collection == "homepage":
             return (200, {}, json.dumps({"data": rows[0], "meta": {}})) if rows else (404, {}, "{}")
         field, _, direction = params.get("sort[0]", "documentId:asc").partition(":")
         rows.sort(key=lambda r: r["documentId"])
         rows.sort(key=lambda r: r[field] or "", reverse=direction == "desc")
-        size = min(int(params.get("pagination[pageSize]", 25)), 100)
-        page = int(params.get("pagination[page]", 1))
-        total = len(rows)
-        meta = {"page": page, "pageSize": size, "pageCount": max(1, -(-total // size)), "total": total}
-        body = {"data": rows[(page - 1) * size : page * size], "meta": {"pagination": meta}}
+        if "pagination[start]" in params:  # offset pagination, as the reconciler asks
+            start, size = (
+                int(params["pagination[start]"]),
+                min(int(params["pagination[limit]"]), self.max_limit),
+            )
+            meta = {"start": start, "limit": size, "total": len(rows)}
+        else:
+            size = min(int(params.get("pagination[pageSize]", 25)), self.max_limit)
+            start = (int(params.get("pagination[page]", 1)) - 1) * size
+            meta = {"page": start // size + 1, "pageSize": size, "pageCount": -(-len(rows) // size)}
+            meta["total"] = len(rows)
+        body = {"data": rows[start : start + size], "meta": {"pagination": meta}}
         return 200, {}, json.dumps(body)
 
     def count(self) -> int:
@@ -281,7 +293,7 @@ def test_many_changes_are_read_page_by_page(app: Flask, fake: FakeStrapi) -> Non
     fake.count()
     run(app)
     assert len(announced(app)) == 45
-    assert fake.count() == 3 + 1 + 1 + 2  # 3 scan pages, the published view, categories, homepage
+    assert fake.count() == 2 + 1 + 1 + 2  # 20 rows then 100: two scan requests, then the others
 
 
 def test_an_empty_collection_then_its_first_document(app: Flask, fake: FakeStrapi) -> None:
@@ -456,7 +468,7 @@ def test_once_the_watermark_settles_an_idle_pass_reads_one_page_whatever_came_be
     run(app)
     fake.count()
     run(app)
-    assert fake.count() == 3 + 1 + 1 + 2  # inside the overlap: the window is read again
+    assert fake.count() == 2 + 1 + 1 + 2  # inside the overlap: the window is read again
     bff_clock.advance(11)
     run(app)
     assert fake.count() == 5  # settled: one request per view
@@ -473,6 +485,7 @@ def test_once_the_watermark_settles_an_idle_pass_reads_one_page_whatever_came_be
         (403, "{}"),  # a token without find permission
         (200, '{"data": []}'),  # no pagination
         (200, '{"data": null, "meta": {"pagination": {"total": 0, "pageCount": 0}}}'),
+        (200, '{"data": [], "meta": {"pagination": {"total": "0"}}}'),
         (200, '{"data": [], "meta": []}'),
         (200, "[]"),
     ],
@@ -514,3 +527,58 @@ def test_a_mark_written_by_another_version_still_reads(app: Flask, fake: FakeStr
     fake.save("articles", doc_id(2), 100)
     run(app)
     assert announced(app) == [("updated", doc_id(2), "drafts", "reconcile")]
+
+
+def test_each_pass_is_counted_for_metrics(
+    app: Flask, fake: FakeStrapi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[tuple[str, Any]] = []
+    monkeypatch.setattr(
+        reconciler.metrics, "reconciled", lambda tenant, missed: passes.append((tenant, missed))
+    )
+    run(app)
+    fake.save("articles", doc_id(2), 100)
+    run(app)
+    fake.down = True
+    with pytest.raises(ApiError):
+        run(app)
+    assert passes[0] == ("default", {})
+    assert [c.type for c in passes[1][1]["articles"]] == ["updated"]
+    assert passes[2] == ("default", None)
+
+
+def test_a_delete_in_a_large_collection_lists_only_the_prefixes_that_disagree(
+    app: Flask, fake: FakeStrapi, bff_clock: FakeClock
+) -> None:
+    rng = random.Random(12)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"  # Strapi's documentIds (checked on 5.54)
+    ids = ["".join(rng.choice(alphabet) for _ in range(24)) for _ in range(6000)]
+    for n, document in enumerate(ids):
+        fake.save("articles", document, n * 0.001)
+    run(app)
+    bff_clock.advance(11)  # the bulk import's window has settled
+    fake.delete("articles", ids[5])
+    fake.delete("articles", ids[4000])
+    fake.save("articles", "zzzznew0000000000000000a", 100)  # the count alone would not tell
+    fake.count()
+    run(app)
+    assert sorted(announced(app)) == [
+        ("created", "zzzznew0000000000000000a", "drafts", "reconcile"),
+        ("deleted", ids[5], "drafts", "reconcile"),
+        ("deleted", ids[4000], "drafts", "reconcile"),
+    ]
+    requests = fake.count()
+    assert requests < 50  # 1 scan + 36 counts + 2 buckets + 5 others; a full listing alone is 60
+    fake.delete("articles", ids[6])
+    run(app)
+    assert announced(app)[-1] == ("deleted", ids[6], "drafts", "reconcile")
+
+
+def test_a_lower_maxlimit_skips_no_row(app: Flask, fake: FakeStrapi) -> None:
+    fake.max_limit = 7  # Strapi configured with api.rest.maxLimit = 7
+    run(app)
+    for n in range(30):
+        fake.save("articles", doc_id(100 + n), 100 + n * 0.001)
+    fake.delete("articles", doc_id(1))
+    run(app)
+    assert len(announced(app)) == 31

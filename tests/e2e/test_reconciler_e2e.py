@@ -234,3 +234,24 @@ def test_two_instances_on_one_redis_make_one_pass_an_interval_and_one_event_a_ch
     for watcher in watchers:
         one_event(watcher, "deleted", doc)
         watcher.nothing_more()
+
+
+def test_counting_by_documentid_prefix_finds_a_deletion_on_the_real_strapi(
+    strapi_live: Strapi, in_strapi: StrapiEditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The large-collection path (over 5,000 documents), run small: Strapi's $startsWith counts."""
+    from bffproxy import reconciler
+    from bffproxy.strapi import StrapiClient
+
+    monkeypatch.setattr(reconciler, "BUCKET", 2)  # split down to buckets of 2 rows
+    views = reconciler.StrapiViews(StrapiClient(strapi_live.url, api_token=strapi_live.api_token))
+    view = reconciler.View("articles", reconciler.DRAFT)
+    doc = in_strapi.create(title(), draft=True)
+    before, _ = views.listing(view)
+    in_strapi.delete(doc)
+    total = views.count(view, "")
+    assert total == len(before) - 1
+    buckets = list(reconciler.disagreeing(views, view, before, "", total))
+    assert all(doc.startswith(b) for b in buckets) and buckets
+    listed = {d for b in buckets for d in views.listing(view, b)[0]}
+    assert doc not in listed and {d for d in before if d.startswith(buckets[0])} - listed == {doc}
