@@ -7,6 +7,7 @@ const ARTICLES_URL =
 const EVENTS_URL = "../api/events?collections=articles";
 const CONTENT_EVENTS = ["created", "updated", "published", "unpublished", "deleted", "draft_discarded"];
 const RECONNECT_PAUSE_MS = 5000; // after the server ended the stream, or refused it (503 when busy)
+const FETCH_TIMEOUT_MS = 15000; // a hung refetch must not hold back every later one
 const EVENTS_SHOWN = 8;
 
 const list = document.getElementById("articles");
@@ -53,7 +54,11 @@ async function load() {
   changed = new Set();
   try {
     // no-cache: revalidate with the server (an ETag round trip), never a stale browser copy
-    const answer = await fetch(ARTICLES_URL, { cache: "no-cache", headers: { Accept: "application/json" } });
+    const answer = await fetch(ARTICLES_URL, {
+      cache: "no-cache",
+      headers: { Accept: "application/json" },
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
     if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
     const body = await answer.json();
     render(Array.isArray(body.data) ? body.data : [], highlight);
@@ -125,10 +130,16 @@ function onEnd(event) {
   reconnectLater();
 }
 
-// EventSource reconnects by itself after a network error; after an end or a refusal it cannot.
+// EventSource reconnects by itself after a network error; after a refusal (any answer but 200) it
+// cannot. The refusal may be of the id itself (a log that changed kind: 400), so start afresh: the
+// list is refetched when the stream opens anyway.
 function onError() {
-  if (source.readyState === EventSource.CLOSED) reconnectLater();
-  else showState("reconnecting");
+  if (source.readyState !== EventSource.CLOSED) {
+    showState("reconnecting");
+    return;
+  }
+  lastEventId = "";
+  reconnectLater();
 }
 
 function reconnectLater() {

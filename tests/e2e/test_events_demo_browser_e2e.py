@@ -217,7 +217,8 @@ FAKES = """"use strict";
 // fetch, EventSource and setTimeout as the test drives them (tests/e2e/test_events_demo_browser_e2e.py)
 window.harness = { fetches: [], sources: [], timers: [] };
 window.fetch = (url, options) => new Promise((resolve) => {
-  harness.fetches.push({ url: String(url), cache: options && options.cache, resolve, done: false });
+  const timed = options && options.signal instanceof AbortSignal;
+  harness.fetches.push({ url: String(url), cache: options && options.cache, timed, resolve, done: false });
 });
 harness.pending = () => harness.fetches.filter((f) => !f.done).length;
 harness.answer = (status, data) => {
@@ -306,6 +307,7 @@ def page(page_browser: Any, harness_site: str) -> Page:
 def test_no_articles_says_so_and_the_list_and_stream_urls_are_relative(page: Page) -> None:
     assert page.js("harness.fetches[0].url").startswith("../api/articles?")
     assert page.js("harness.fetches[0].cache") == "no-cache"  # never a stale browser copy
+    assert page.js("harness.fetches[0].timed")  # a hung request cannot hold back the next ones
     assert page.js("harness.source().url") == "../api/events?collections=articles"
     assert shown(page.browser)["state"] == "connecting"
     page.answer(200, [])
@@ -382,14 +384,17 @@ def test_resync_refetches_and_end_reconnects_after_a_pause_from_the_last_event(p
     assert page.until(lambda p: p["state"] == "live")
 
 
-def test_a_dropped_stream_shows_reconnecting_and_a_refused_one_is_retried_after_a_pause(page: Page) -> None:
+def test_a_dropped_stream_shows_reconnecting_and_a_refused_one_is_retried_afresh_after_a_pause(
+    page: Page,
+) -> None:
     page.answer(200, [])
     page.js("harness.fail(false)")  # a network error: EventSource reconnects by itself
     assert page.until(lambda p: p["state"] == "reconnecting")
     assert page.js("harness.sources.length") == 1 and page.js("harness.timers.length") == 0
     page.js("harness.open()")
     page.until(lambda p: p["state"] == "live")
-    page.js("harness.fail(true)")  # refused (503 too_many_subscribers): EventSource gives up
+    page.emit("published", {"type": "published", "documentId": "a"}, "12")
+    page.js("harness.fail(true)")  # refused (a 503 when busy, a 400 for an id the log never had)
     page.until(lambda p: p["state"] == "reconnecting")
     assert page.js("harness.runTimers()") == [5000] and page.js("harness.sources.length") == 2
-    assert page.js("harness.source().url") == "../api/events?collections=articles"
+    assert page.js("harness.source().url") == "../api/events?collections=articles"  # afresh, no id
