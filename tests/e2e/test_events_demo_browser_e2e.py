@@ -334,6 +334,7 @@ def test_titles_made_of_html_or_very_long_show_as_text(page: Page) -> None:
 def test_events_during_a_refetch_cause_exactly_one_more_and_the_last_answer_wins(page: Page) -> None:
     page.answer(200, [article("a", "A v1", 1), article("b", "B v1", 0)])
     page.until(lambda p: len(p["articles"]) == 2)
+    page.js("document.querySelector('#articles li').seen = 'before'")  # article a's element
     page.js("harness.open()")
     assert page.pending() == 1
     page.emit("published", {"type": "published", "documentId": "b"}, "7")
@@ -349,6 +350,7 @@ def test_events_during_a_refetch_cause_exactly_one_more_and_the_last_answer_wins
         {"id": "a", "title": "A v2", "changed": True},
     ]
     assert page.pending() == 0 and page.js("harness.fetches.length") == 3
+    assert page.js("document.querySelectorAll('#articles li')[1].seen") == "before"  # moved, not remade
     logged = [" ".join(line.split()[-2:]) for line in shows["events"]]  # after the local time
     assert logged == ["deleted gone", "published a", "published b"]
 
