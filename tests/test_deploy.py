@@ -186,3 +186,27 @@ def test_env_example_with_every_example_enabled_is_a_valid_configuration(
     app = create_app()
     assert app.config["TRUSTED_PROXIES"] == 1
     assert [t.name for t in app.extensions["bffproxy.tenants"]] == ["acme", "globex"]
+
+
+def test_private_locations_deny_by_default_and_come_before_every_other_regex_location() -> None:
+    """nginx tries regex locations in order: a private path must never reach the events location first."""
+    text = SITE_CONF.read_text()
+    regexes = re.findall(r"^\s*location ~ (\S+) \{", text, re.M)
+    private = [r for r in regexes if r.endswith(("/webhooks/", "/metrics$", "/admin/"))]
+    assert len(private) == 3 and regexes[:3] == private, regexes
+    for pattern in private:
+        block = text[text.index(f"location ~ {pattern} {{") :]
+        block = block[: block.index("}")]
+        assert block.rstrip().splitlines()[-2:] == [
+            "        deny all;",
+            "        proxy_pass http://bffproxy;",
+        ]
+        assert [
+            line.strip()
+            for line in block.splitlines()
+            if "allow " in line and not line.strip().startswith("#")
+        ] == [
+            "allow 127.0.0.1;",
+            "allow ::1;",
+        ]
+    assert "error_page 403 @forbidden;" in text

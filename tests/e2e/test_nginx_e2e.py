@@ -228,3 +228,100 @@ def test_bffproxy_down_gives_502_json(front: Front) -> None:
     assert error["request_id"] == rid
     assert response.headers["Cache-Control"] == "no-store"
     assert json.loads(response.text)  # one well-formed JSON document
+
+
+def test_the_events_upstream_down_gives_502_json_too(front: Front) -> None:
+    front.bff.stop()  # without an events app, the site sends streams to the API's port
+    response = requests.get(f"{front.url}/api/events?collections=articles", timeout=30)
+    _envelope(response, 502, "bff_unavailable")
+
+
+def _from(
+    front: Front, source: str, method: str, target: str, headers: dict[str, str]
+) -> http.client.HTTPResponse:
+    """One request through nginx from the loopback address ``source`` (all of 127/8 is loopback)."""
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=10, source_address=(source, 0))
+    conn.request(method, target, body=b"{}" if method == "POST" else None, headers=headers)
+    response = conn.getresponse()
+    response.body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+PRIVATE = [
+    ("POST", "/webhooks/strapi"),
+    ("POST", "/t/beta/webhooks/strapi"),  # under a tenant's path prefix
+    ("GET", "/metrics"),
+    ("GET", "/t/beta/metrics"),
+    ("POST", "/admin/cache/purge"),
+    ("POST", "/%77ebhooks/strapi"),  # nginx matches the decoded path, as gunicorn routes it
+    ("POST", "/api/../webhooks/strapi"),
+    ("POST", "//admin//cache/purge"),
+]
+
+
+@pytest.mark.parametrize(("method", "target"), PRIVATE)
+def test_private_paths_answer_403_json_to_any_other_address(front: Front, method: str, target: str) -> None:
+    rid = f"private-{secrets.token_hex(6)}"
+    headers = {**WEBHOOK, "X-Request-ID": rid, "Authorization": "Bearer e2e-admin-token"}
+    response = _from(front, "127.0.0.2", method, target, headers)
+    assert response.status == 403, response.body  # type: ignore[attr-defined]
+    error = json.loads(response.body)["error"]  # type: ignore[attr-defined]
+    assert (error["status"], error["code"], error["request_id"]) == (403, "forbidden", rid)
+    assert response.getheader("Content-Type", "").startswith("application/json")
+    _wait_logged(front.access_log, f"rid={rid}")
+    assert f"rid={rid}" not in front.bff.log()  # refused by nginx: bffproxy never saw it
+
+
+def test_private_paths_pass_from_an_allowed_address_and_content_stays_public(front: Front) -> None:
+    token = {"Authorization": "Bearer e2e-admin-token"}
+    metrics = _from(front, "127.0.0.1", "GET", "/metrics", token)
+    assert metrics.status == 200 and b"bffproxy_requests_total" in metrics.body  # type: ignore[attr-defined]
+    purge = _from(
+        front, "127.0.0.1", "POST", "/admin/cache/purge", {**token, "Content-Type": "application/json"}
+    )
+    assert purge.status == 422  # bffproxy's own answer: {} names nothing to purge
+    hook = _from(front, "127.0.0.1", "POST", "/webhooks/strapi", WEBHOOK)
+    assert hook.status == 400  # bffproxy's: {} is not a webhook body
+    # A documentId or a file named like a private path is content, public as any other.
+    for target in ("/api/articles/admin", "/api/articles/metrics", "/uploads/webhooks/x.png"):
+        answer = _from(front, "127.0.0.2", "GET", target, {})
+        assert answer.status == 404, (target, answer.status)
+        assert b'"forbidden"' not in answer.body  # type: ignore[attr-defined]  # Strapi's or bffproxy's 404
+
+
+def _connections_to(port: int) -> set[int]:
+    """The other ends' ports of loopback TCP sockets to or from ``port``, in any state."""
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote = (int(end.split(":")[1], 16) for end in line.split()[1:3])
+        if port in (local, remote):
+            ports.add(remote if local == port else local)
+    return ports
+
+
+def test_nginx_keeps_its_connections_to_gunicorn_alive(front: Front) -> None:
+    before = _connections_to(front.bff.port)
+    with requests.Session() as client:  # one client connection: one nginx worker
+        for _ in range(20):
+            assert client.get(f"{front.url}/healthz", timeout=10).status_code == 200
+    opened = _connections_to(front.bff.port) - before
+    assert len(opened) <= 2, opened  # without `keepalive` in the upstream: one per request
+
+
+def test_an_event_leaves_nginx_while_the_stream_stays_open(front: Front, strapi_live: Strapi) -> None:
+    # Not before the stream ends: proxy_buffering would hold it; the location says off (and
+    # bffproxy says X-Accel-Buffering: no). gzip is off there too.
+    document = f"nginxsse{secrets.token_hex(4)}"
+    with requests.get(f"{front.url}/api/events?collections=articles", stream=True, timeout=10) as stream:
+        assert stream.status_code == 200
+        assert "gzip" not in stream.headers.get("Content-Encoding", "")
+        lines = stream.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry:")
+        at = "2026-12-06T00:00:00.000Z"
+        hook = {"event": "entry.publish", "model": "article", "createdAt": at}
+        hook["entry"] = {"documentId": document, "publishedAt": at, "updatedAt": at, "locale": None}
+        posted = requests.post(f"{front.url}/webhooks/strapi", json=hook, headers=WEBHOOK, timeout=10)
+        assert posted.status_code == 200, posted.text
+        data = next(line for line in lines if line.startswith("data:"))
+    assert json.loads(data[5:])["documentId"] == document
