@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import secrets
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -325,3 +328,60 @@ def test_an_event_leaves_nginx_while_the_stream_stays_open(front: Front, strapi_
         assert posted.status_code == 200, posted.text
         data = next(line for line in lines if line.startswith("data:"))
     assert json.loads(data[5:])["documentId"] == document
+
+
+def _reloads(bff: Gunicorn) -> int:
+    return bff.log().count("configuration reloaded")
+
+
+def test_a_reload_under_load_through_nginx_fails_no_request(front: Front) -> None:
+    """systemctl reload (HUP) twice while 4 keep-alive clients read a cached and an uncached route.
+
+    gunicorn replaces every worker; nginx's idle upstream connections to the old ones close under
+    it. 0 failed requests. (A broken configuration on reload: tests/e2e/test_tenants_e2e.py and
+    test_attack_tenants_e2e.py, which also reload under load without nginx.)"""
+    failures: list[str] = []
+    served = {"cached": 0, "uncached": 0}
+    workers: list[set[str]] = [set(), set(), set()]  # who answered before, between and after the reloads
+    phase = [0]
+    stop = threading.Event()
+
+    def client(kind: str) -> None:
+        with requests.Session() as session:  # keep-alive to nginx
+            for number in range(100_000):  # bounded; `stop` ends it after the reloads
+                if stop.is_set():
+                    return
+                marker = f"&filters[title][$ne]=reload-{secrets.token_hex(6)}" if kind == "uncached" else ""
+                try:
+                    answer = session.get(
+                        f"{front.url}/api/articles?pagination[pageSize]=2{marker}", timeout=30
+                    )
+                except requests.RequestException as exc:
+                    failures.append(f"{kind} #{number}: {exc!r}")
+                    continue
+                expected = "MISS" if kind == "uncached" else "HIT"
+                if answer.status_code != 200 or (number > 0 and answer.headers.get("X-Cache") != expected):
+                    failures.append(f"{kind} #{number}: {answer.status_code} {answer.text[:200]}")
+                served[kind] += 1
+                workers[phase[0]].add(answer.headers["X-BFF-Worker"])
+
+    threads = [threading.Thread(target=client, args=(kind,)) for kind in ("cached", "uncached") * 2]
+    for thread in threads:
+        thread.start()
+    try:
+        assert front.bff.process is not None
+        time.sleep(1)  # load first
+        for _ in range(2):
+            before = _reloads(front.bff)
+            os.kill(front.bff.process.pid, signal.SIGHUP)
+            wait_until(lambda before=before: _reloads(front.bff) > before, 20, "the reload")
+            time.sleep(1.5)  # the old workers finish their requests and exit under load
+            phase[0] += 1
+        time.sleep(1)  # load on the last workers only
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert failures == [], failures[:5]
+    assert served["cached"] > 20 and served["uncached"] > 10, served
+    assert workers[0] and workers[2] and not workers[0] & workers[2], workers  # the reloads took effect
