@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 FILTERS = frozenset({"collections", "documentId", "drafts", "lastEventId"})
 BUSY_RETRY_AFTER = 5
 STOP = "stop"  # what Feed.stop puts in its mailbox
+ANY_EVENT_ID = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})?")  # a SQLite row id or a Redis Stream id
+FOREIGN_ID = "foreign"  # an event id, but another kind of log's
 
 
 class InvalidParameter(BadRequest):
@@ -231,13 +234,20 @@ def readable_collections(action: str) -> tuple[str, ...]:
 
 
 def parse_last_event_id(raw: Any) -> str | None:
-    """The id to replay after, or None for none; 400 when it is not an id this log hands out."""
+    """The id to replay after, or None for none; 400 when it cannot be an event id at all.
+
+    An id of the other kind of log (``12`` after a move to Redis, ``1732…-0`` after a move back) is
+    :data:`FOREIGN_ID`: the feed answers it with a ``resync``, as for history that is gone, so an
+    ``EventSource`` that reconnects with it is not refused for ever.
+    """
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return None
     parsed = event_log().parse_id(raw.strip()) if isinstance(raw, str) else None
-    if parsed is None:
-        raise InvalidParameter("Last-Event-ID is not an id this server handed out.")
-    return parsed
+    if parsed is not None:
+        return parsed
+    if isinstance(raw, str) and ANY_EVENT_ID.fullmatch(raw.strip()):
+        return FOREIGN_ID
+    raise InvalidParameter("Last-Event-ID is not an event id.")
 
 
 # -- the feed --------------------------------------------------------------------------------------
@@ -257,7 +267,7 @@ class Feed:
             raise EventsUnavailable() from None
         self.cursor, self.resync, self.replay, self.stopped = hub_cursor, False, False, False
         try:
-            if after is not None and self.log.is_gone(tenant, after):
+            if after == FOREIGN_ID or (after is not None and self.log.is_gone(tenant, after)):
                 self.resync = True
             elif after is not None:
                 self.cursor, self.replay = after, True

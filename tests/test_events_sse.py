@@ -217,7 +217,8 @@ def test_collections_only_an_editor_may_read_are_not_streamed_to_the_public(
         ("?collection=articles", 400, "invalid_parameter"),
         ("?drafts=yes", 400, "invalid_parameter"),
         ("?documentId=a%20b", 400, "invalid_parameter"),
-        ("?lastEventId=1-0", 400, "invalid_parameter"),
+        ("?lastEventId=1-x", 400, "invalid_parameter"),
+        ("?lastEventId=abc", 400, "invalid_parameter"),
         ("?drafts=true", 401, "unauthorized"),
         ("?collections=secrets", 401, "unauthorized"),
     ],
@@ -326,3 +327,14 @@ def test_a_parameter_given_twice_is_400(client: FlaskClient) -> None:
 def test_the_websocket_path_without_an_upgrade_is_426(client: FlaskClient) -> None:
     answer = client.get("/api/events/ws")
     assert answer.status_code == 426 and answer.get_json()["error"]["code"] == "upgrade_required"
+
+
+def test_an_id_of_the_other_kind_of_log_gets_a_resync_not_a_400(
+    client: FlaskClient, app: Flask, stream_clock: FakeClock
+) -> None:
+    """A move from SQLite to Redis (or back): EventSource reconnects with the old kind of id."""
+    stream = open_stream(client, "?collections=articles", **{"Last-Event-ID": "1732390187408-0"})
+    assert stream.next_event()["event"] == "resync"
+    live = append(app)
+    assert stream.next_event()["id"] == live
+    stream.close()

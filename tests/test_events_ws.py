@@ -110,7 +110,7 @@ def test_ping_unsubscribe_and_resubscribe(server: str, app: Flask) -> None:
         ('{"subscribe": {"collections": ["nope"]}}', "unknown_collection"),
         ('{"subscribe": {"collections": 7}}', "invalid_parameter"),
         ('{"subscribe": {"drafts": true}}', "unauthorized"),
-        ('{"subscribe": {"lastEventId": "1-0"}}', "invalid_parameter"),
+        ('{"subscribe": {"lastEventId": "1-x"}}', "invalid_parameter"),
         ('{"subscribe": {"extra": 1}}', "invalid_parameter"),
     ],
 )
