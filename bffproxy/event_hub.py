@@ -32,7 +32,9 @@ from .event_log import EventLog, LoggedEvent
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.25  # seconds between two reads of a tenant's log when it is quiet
+# Seconds between two reads of a tenant's log when it is quiet, so the most a quiet log adds to an
+# event's latency (make bench-events: p99 <= 1 s at 10,000 subscribers); a quiet read costs ~30 µs.
+POLL_INTERVAL = 0.1
 BATCH = 100  # events read at a time
 MAILBOX_BATCHES = 64  # batches a subscriber may have waiting before it is cut off
 OVERFLOW = "overflow"  # what a full mailbox receives last: the stream ends, the client replays

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flask import Flask, current_app
@@ -57,6 +57,8 @@ class LoggedEvent:
 
     id: str
     fields: dict[str, Any]
+    # Its wire text, made once (events.wire_json): one batch goes to every subscriber of a worker.
+    rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 class EventLog(Protocol):

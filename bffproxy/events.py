@@ -246,9 +246,13 @@ def visible(event: LoggedEvent, *, drafts: bool) -> bool:
 
 
 def wire_json(event: LoggedEvent) -> str:
-    """The event's ``data:`` line: the wire fields only, with the log's id."""
-    fields = {**event.fields, "id": event.id}
-    return json.dumps({name: fields.get(name) for name in WIRE_FIELDS}, separators=(",", ":"))
+    """The event's ``data:`` line: the wire fields only, with the log's id; made once per event."""
+    text = event.rendered.get("wire")
+    if text is None:  # a worker's 10,000 subscribers share one LoggedEvent: one dumps, not 10,000
+        fields = {**event.fields, "id": event.id}
+        text = json.dumps({name: fields.get(name) for name in WIRE_FIELDS}, separators=(",", ":"))
+        event.rendered["wire"] = text
+    return text
 
 
 def document_of(body: bytes) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bffproxy.event_hub import BATCH, MAILBOX_BATCHES, OVERFLOW, Hub, Rewind
+from bffproxy.event_hub import BATCH, MAILBOX_BATCHES, OVERFLOW, POLL_INTERVAL, Hub, Rewind
 from bffproxy.event_log import SqliteEventLog
 
 
@@ -107,3 +107,22 @@ def test_the_poller_thread_survives_a_failing_log_and_delivers_once_it_recovers(
     assert sum(t.name == "events-hub-t" for t in threading.enumerate()) == 1
     hub.join("t")  # a second subscriber starts no second poller
     assert sum(t.name == "events-hub-t" for t in threading.enumerate()) == 1
+
+
+def test_a_quiet_poller_reads_the_log_again_after_a_tenth_of_a_second(log: SqliteEventLog) -> None:
+    """The interval is what a quiet log adds to an event's latency at most (make bench-events)."""
+
+    class Stop(Exception):
+        pass
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise Stop
+
+    hub = Hub(log, threaded=False, sleep=sleep)
+    hub.join("t")
+    with pytest.raises(Stop):
+        hub._run("t")
+    assert slept == [POLL_INTERVAL] and POLL_INTERVAL <= 0.1

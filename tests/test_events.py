@@ -222,6 +222,17 @@ def test_a_refused_write_emits_nothing(
     assert logged(app) == []
 
 
+def test_an_event_is_rendered_once_however_many_subscribers_send_it(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = LoggedEvent("7", {"type": "published", "documentId": DOC, "audience": "everyone"})
+    dumps, calls = events.json.dumps, []
+    monkeypatch.setattr(events.json, "dumps", lambda *a, **k: calls.append(1) or dumps(*a, **k))
+    texts = {events.wire_json(stored) for _ in range(3)}
+    assert len(texts) == 1 and len(calls) == 1
+    assert stored == LoggedEvent("7", dict(stored.fields))  # the rendered text is no part of the event
+
+
 def test_the_wire_shape_has_no_audience_and_the_logs_id(app: Flask) -> None:
     stored = LoggedEvent("7", {"type": "published", "documentId": DOC, "audience": "everyone", "title": "x"})
     assert json.loads(events.wire_json(stored)) == {
