@@ -73,7 +73,15 @@ from .errors import ApiError, BadRequest, Conflict, NotFound, UnsupportedMediaTy
 from .idempotency import Claim
 from .invalidation import CacheUnavailable
 from .publishing import perform
-from .query import InvalidParameter, Param, canonical, encode, parse_query, refuse_unlisted
+from .query import (
+    InvalidParameter,
+    Param,
+    canonical,
+    encode,
+    parse_query,
+    refuse_failing_filters,
+    refuse_unlisted,
+)
 from .reads import NO_QUERY, WriteQuery
 from .relation_paths import ModelledCollection, PathWalker, draft_path
 from .settings import ConfigError, as_names, as_number, as_str, env_name
@@ -89,6 +97,12 @@ MEDIA = "upload/files"
 #: What Strapi 5.54's routes declare, less ``populate`` (see the module docstring).
 LIST_PARAMS = frozenset({"filters", "sort", "fields", "pagination"})
 ONE_PARAMS = frozenset({"fields"})
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# A file's typed fields, and the operators that compare them as their type (Strapi's upload plugin
+# fails with a 500 on another value there; $contains, $null... take any text, as in Strapi).
+NUMBER_FIELDS = frozenset({"size", "width", "height"})
+DATE_FIELDS = frozenset({"createdAt", "updatedAt", "publishedAt"})
+COMPARISONS = frozenset({"$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$notIn", "$between"})
 UPLOAD_PARTS = frozenset({"files", "fileInfo"})
 MAX_FILE_INFO = 64 * 1024  # bytes of one fileInfo field (a name, alternative text and a caption)
 EVENTS = frozenset({"media.create", "media.update", "media.delete"})
@@ -197,6 +211,8 @@ def media_read(strapi_path: str, allowed: frozenset[str]) -> MediaRead:
             details={"param": populate.key},
         )
     refuse_unlisted(params, allowed)
+    refuse_failing_filters(params)
+    refuse_mistyped(params)
     walk = draft_path(_WALKER, MEDIA, params)
     if walk is not None:
         raise InvalidParameter(
@@ -205,6 +221,40 @@ def media_read(strapi_path: str, allowed: frozenset[str]) -> MediaRead:
             details={"param": walk},
         )
     return MediaRead(strapi_path, params)
+
+
+def refuse_mistyped(params: tuple[Param, ...]) -> None:
+    """400 for a file's number or date compared with something else: Strapi's upload plugin fails (500)
+    on ``filters[size][$gt]=abc``, ``filters[width][$lt]=`` or ``filters[createdAt]=`` (fuzz-found on
+    5.54; content types answer those with a 400 of their own)."""
+    for param in params:
+        path = (
+            [s for s in param.segments[1:] if not (s.isdigit() or s == "")] if param.name == "filters" else []
+        )
+        fields = [s for s in path if not s.startswith("$")]
+        operators = [s for s in path if s.startswith("$") and s not in ("$and", "$or", "$not")]
+        if not fields or not set(operators) <= COMPARISONS:
+            continue
+        field, value = fields[-1], param.value or ""
+        if (field in NUMBER_FIELDS and not NUMBER.fullmatch(value)) or (
+            field in DATE_FIELDS and not is_date(value)
+        ):
+            kind = "a number" if field in NUMBER_FIELDS else "a date (ISO 8601, or milliseconds)"
+            raise InvalidParameter(
+                f"Query parameter {param.key!r}: {field} is {kind}; compare it with one.",
+                details={"param": param.key, "value": param.value},
+            )
+
+
+def is_date(text: str) -> bool:
+    """True for what Strapi reads as a date: ISO 8601 (``2026-01-31``, ``...T12:00:00.000Z``) or epoch ms."""
+    if text.isdigit():
+        return len(text) <= 15
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return bool(re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?", text))
 
 
 def serve_media(read: MediaRead) -> Response:

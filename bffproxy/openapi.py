@@ -50,7 +50,7 @@ from .errors import ApiError
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import KEY_MAX, REPLAYED_HEADER
 from .policies import PUBLIC
-from .query import PARAMETER_LIMIT, QS_DEPTH, STRAPI_READ_PARAMS
+from .query import BETWEEN, PARAMETER_LIMIT, QS_DEPTH, STRAPI_READ_PARAMS
 from .reads import DOCUMENT_ID, PUBLICATION_PARAMS
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .schemas import CollectionSpec, Relation, StrapiSchema, Utf16Length, spec_for
@@ -111,7 +111,7 @@ STRING_OPERATORS = (
     "$endsWith",
     "$endsWithi",
 )
-LIST_OPERATORS = ("$in", "$notIn", "$between")
+LIST_OPERATORS = ("$in", "$notIn")
 FLAG_OPERATORS = ("$null", "$notNull")
 QS_NOTE = (
     "Query parameters are read as Strapi's `qs` reads them (`qs` 6, depth "
@@ -586,6 +586,7 @@ def operators_schema(context: Context) -> dict[str, str]:
         props.update(
             {op: {"type": "array", "items": {"type": "string"}, "maxItems": 5} for op in LIST_OPERATORS}
         )
+        props[BETWEEN] = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
         props.update({op: {"type": "boolean"} for op in FLAG_OPERATORS})
         return {
             "type": "object",

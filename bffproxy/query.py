@@ -199,3 +199,78 @@ def canonical(params: Iterable[Param]) -> tuple[Param, ...]:
 def encode(params: Iterable[Param]) -> str:
     """The query string sent to Strapi (and hashed into the cache key)."""
     return "&".join(param.encoded() for param in params)
+
+
+# -- filter shapes Strapi fails on ------------------------------------------------------------------
+#
+# Strapi 5.54 answers 500 (not 400) to some filter shapes, so a client's typo would read as "Strapi
+# failed" (502 upstream_error). Found by fuzzing the OpenAPI document against the real Strapi:
+# ``filters[$or]=x``, ``filters[$or][0]=x``, ``filters[$not]=``, ``filters[$not][0]=x`` (a logical
+# operator with a value, or an index, where it needs conditions) and ``$between`` with anything but
+# two values. Those are refused here (400). Two more need the content model and are left to Strapi
+# (a 502): ``$and``/``$or`` under a plain field (``filters[title][$or][0][$eq]=x``; under a relation
+# they work) and ``$not`` right under a relation (``filters[category][$not][name]=x``).
+
+LOGICAL_LISTS = frozenset({"$and", "$or"})
+BETWEEN = "$between"
+
+
+def refuse_failing_filters(params: Iterable[Param]) -> None:
+    """400 ``invalid_parameter`` for a ``filters`` shape Strapi fails on (also under ``populate``)."""
+    betweens: dict[tuple[str, ...], list[str]] = {}
+    for param in params:
+        for path in _filter_paths(param):
+            problem = _conditions(path, betweens, tuple(param.segments[: len(param.segments) - len(path)]))
+            if problem:
+                raise InvalidParameter(
+                    f"Query parameter {param.key!r}: {problem}", details={"param": param.key}
+                )
+    for prefix, items in betweens.items():
+        if len(items) != 2 or (items[0] != "" and sorted(items) != ["0", "1"]):
+            key = prefix[0] + "".join(f"[{s}]" for s in prefix[1:])
+            raise InvalidParameter(f"{key} takes exactly two values ([0] and [1]).", details={"param": key})
+
+
+def _filter_paths(param: Param) -> list[list[str]]:
+    """The segments after each ``filters`` the pair sets: its own, or ``populate[...][filters]``'s."""
+    segments = param.segments
+    if param.name == "filters":
+        return [segments[1:]]
+    if param.name == "populate":
+        return [segments[i + 1 :] for i in range(2, len(segments)) if segments[i] == "filters"]
+    return []
+
+
+def _conditions(
+    path: list[str], betweens: dict[tuple[str, ...], list[str]], prefix: tuple[str, ...]
+) -> str | None:
+    """Where conditions go (fields, $and/$or/$not): what is wrong with ``path`` there, or None."""
+    if not path:
+        return "a value where conditions are needed (a field, or $and/$or/$not with conditions)."
+    head, rest = path[0], path[1:]
+    if head in LOGICAL_LISTS:
+        if not rest:
+            return f"{head} takes a list of conditions ({head}[0][field]...)."
+        return _conditions(rest[1:], betweens, (*prefix, head, rest[0]))
+    if head == "$not":
+        return _conditions(rest, betweens, (*prefix, head))
+    if head.isdigit() or head == "":
+        return f"[{head}] where a field name is needed."
+    return _operators(rest, betweens, (*prefix, head))
+
+
+def _operators(
+    path: list[str], betweens: dict[tuple[str, ...], list[str]], prefix: tuple[str, ...]
+) -> str | None:
+    """After a field: operators (or a relation's own conditions); what is wrong there, or None."""
+    if not path:
+        return None  # field=value: $eq
+    head, rest = path[0], path[1:]
+    if head == BETWEEN:
+        if len(rest) > 1:
+            return f"{BETWEEN} takes two plain values."
+        betweens.setdefault((*prefix, head), []).append(rest[0] if rest else "")
+        return None
+    if head.startswith("$"):
+        return None  # a comparison: Strapi checks its operand
+    return _conditions(path, betweens, prefix)  # a relation's field, with conditions of its own

@@ -36,6 +36,7 @@ from .query import (
     canonical,
     encode,
     parse_query,
+    refuse_failing_filters,
     refuse_unlisted,
 )
 from .relation_paths import ContentModel, PathWalker, draft_path
@@ -195,6 +196,7 @@ class ReadRouter:
         """The query's pairs, read as qs reads them, and its status; InvalidParameter for the rest."""
         params = canonical(parse_query(query_string))
         refuse_unlisted(params, allowed)
+        refuse_failing_filters(params)
         status = publication_status(params)
         leak = draft_path(self.walker, collection, params)
         if leak is not None and status != "draft":

@@ -125,6 +125,18 @@ def test_unlisted_parameters_are_refused_by_name(client: FlaskClient, strapi: re
     assert len(strapi.calls) == 0
 
 
+@pytest.mark.parametrize("query", ["filters[$or]=x", "filters[title][$between][0]=a", "filters[$not][0]=x"])
+def test_filter_shapes_strapi_fails_on_are_refused_before_strapi(
+    client: FlaskClient, strapi: responses.RequestsMock, query: str
+) -> None:
+    for target in (f"/api/articles?{query}", f"/api/articles/{'d' * 24}?{query}"):
+        response = client.get(target)
+        assert (response.status_code, response.get_json()["error"]["code"]) == (400, "invalid_parameter"), (
+            target
+        )
+    assert len(strapi.calls) == 0
+
+
 def test_a_configured_extra_parameter_is_forwarded(config: dict, strapi: responses.RequestsMock) -> None:  # type: ignore[type-arg]
     from bffproxy import create_app
 

@@ -429,7 +429,12 @@ def credentials(
 
 
 def fuzz(
-    schema: Any, max_examples: int, secrets: dict[str, dict[str, str]], signed_in: bool = False, **call: Any
+    schema: Any,
+    max_examples: int,
+    secrets: dict[str, dict[str, str]],
+    signed_in: bool = False,
+    extra_checks: tuple[Any, ...] = (),
+    **call: Any,
 ) -> dict[str, str]:
     """Run each operation of ``schema`` on ``max_examples`` generated cases; the first failure of each.
 
@@ -439,13 +444,16 @@ def fuzz(
     for result in schema.get_all_operations():
         operation = result.ok()
         try:
-            fuzz_operation(operation, max_examples, credentials(operation, secrets, signed_in), call)
+            headers = credentials(operation, secrets, signed_in)
+            fuzz_operation(operation, max_examples, headers, [*fuzz_checks(), *extra_checks], call)
         except (Exception, BaseExceptionGroup) as exc:  # the report names the case and how to reproduce it
             failures[operation.label] = str(exc)[:3000]
     return failures
 
 
-def fuzz_operation(operation: Any, max_examples: int, headers: dict[str, str], call: dict[str, Any]) -> None:
+def fuzz_operation(
+    operation: Any, max_examples: int, headers: dict[str, str], checks: list[Any], call: dict[str, Any]
+) -> None:
     """Valid input (what the document allows) and invalid input (what it refuses), half and half."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
@@ -465,7 +473,7 @@ def fuzz_operation(operation: Any, max_examples: int, headers: dict[str, str], c
     )
     @given(case=cases)
     def run(case: Any) -> None:
-        case.call_and_validate(checks=fuzz_checks(), headers=headers, **call)
+        case.call_and_validate(checks=checks, headers=headers, **call)
 
     run()
 

@@ -18,6 +18,7 @@ from bffproxy.query import (
     encode,
     parse_query,
     qs_decode,
+    refuse_failing_filters,
     refuse_unlisted,
     split_pairs,
     top_level_name,
@@ -122,3 +123,44 @@ def test_an_encoded_pair_reads_back_as_itself(key: str, value: str | None) -> No
 def test_decoding_never_raises_and_is_idempotent_through_encode(raw: str) -> None:
     decoded = qs_decode(raw)
     assert qs_decode(Param(decoded, "", None).encoded()) == decoded
+
+
+# Shapes Strapi 5.54 answers with a 500 (found by fuzzing the OpenAPI document; tests/e2e/
+# test_openapi_fuzz_e2e.py shows the real Strapi failing on each), and their working neighbours.
+FAILING_FILTERS = [
+    "filters[$or]=x",
+    "filters[$and][0]=x",
+    "filters[$not]=",
+    "filters[$not][0]=x",
+    "filters[$or][0][$or]=x",
+    "filters[$or][0][$not]=x",
+    "populate[category][filters][$or]=x",
+    "filters[title][$between][0]=a",
+    "filters[id][$between]=1",
+    "filters[title][$between][0]=a&filters[title][$between][1]=b&filters[title][$between][2]=c",
+    "filters[$or][0][id][$between][0]=1&filters[$or][0][id][$between][1]=2&filters[$or][1][id][$between][0]=1",
+]
+WORKING_FILTERS = [
+    "filters[$or][0][title]=x",
+    "filters[$or][0][$and][0][title][$eq]=x",
+    "filters[$not][title]=x",
+    "filters[title][$not][$eq]=x",
+    "filters[category][$or][0][name][$eq]=x",
+    "filters[title][$between][0]=a&filters[title][$between][1]=b",
+    "filters[title][$between]=a&filters[title][$between]=b",
+    "filters[title][$between][]=a&filters[title][$between][]=b",
+    "populate[category][filters][name][$eq]=x",
+    "populate=*&sort=title",
+]
+
+
+@pytest.mark.parametrize("query", FAILING_FILTERS)
+def test_filter_shapes_strapi_fails_on_are_refused(query: str) -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        refuse_failing_filters(parse_query(query))
+    assert refused.value.details["param"].startswith(("filters", "populate"))
+
+
+@pytest.mark.parametrize("query", WORKING_FILTERS)
+def test_filter_shapes_strapi_answers_pass(query: str) -> None:
+    refuse_failing_filters(parse_query(query))

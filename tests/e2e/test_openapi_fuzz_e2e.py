@@ -2,7 +2,8 @@
 
 schemathesis generates valid and invalid requests for every operation of ``/openapi.json`` (a
 bounded number each); every answer must conform to the document (status, content type, body
-schema) and none may be a 5xx other than a 502/503/504 standing for Strapi. Writes run as the
+schema) and none may be a 5xx other than a 502/503/504 standing for Strapi; nor may any input
+make Strapi itself fail (a 500, passed on as 502 upstream_error): those are bffproxy's 400s. Writes run as the
 seeded editor (uploads too) and unpublish through a real admin session, so requests get past
 authentication into validation and Strapi; reads run again as the seeded reader (forwarded with its
 token). The documents and files the fuzz creates are deleted afterwards. The event stream
@@ -55,6 +56,14 @@ def cleanup(strapi_live: Strapi) -> Iterator[None]:
         requests.delete(f"{strapi_live.url}/api/upload/files/{file['id']}", headers=token, timeout=10)
 
 
+def strapi_never_failed(ctx: Any, response: Any, case: Any) -> None:
+    """No input makes Strapi fail: a query it would answer with a 500 is bffproxy's 400 (the fuzz found
+    several, see test_queries_strapi_fails_on_are_a_400_not_a_502), never a 502 upstream_error."""
+    assert not (response.status_code == 502 and b'"upstream_error"' in response.content), (
+        "Strapi failed (500)"
+    )
+
+
 def documents(strapi: Strapi) -> set[tuple[str, str, str | None]]:
     """Every (collection, documentId, publishedAt) in Strapi, drafts included, asked directly."""
     token = {"Authorization": f"Bearer {strapi.api_token}"}
@@ -82,18 +91,16 @@ def test_every_answer_conforms_to_the_document(
         "adminToken": {"Authorization": "Bearer e2e-admin-token"},
         "webhookSecret": {"X-Webhook-Secret": strapi_live.webhook_secret},
     }
-    failures = fuzz(schema, EXAMPLES, secrets, base_url=bff.url, timeout=15)
+    failures = fuzz(
+        schema, EXAMPLES, secrets, extra_checks=(strapi_never_failed,), base_url=bff.url, timeout=15
+    )
     # Reads again as a signed-in reader: forwarded with the caller's token, never from the cache.
     reads = schema.include(method=["GET", "HEAD"]).exclude(
         path_regex="^/(docs|openapi|healthz|readyz|metrics)"
     )
     signed_in = {"strapiJwt": reader}
-    failures.update(
-        {
-            f"{k} (signed in)": v
-            for k, v in fuzz(reads, EXAMPLES // 2, signed_in, True, base_url=bff.url, timeout=15).items()
-        }
-    )
+    again = fuzz(reads, EXAMPLES // 2, signed_in, True, (strapi_never_failed,), base_url=bff.url, timeout=15)
+    failures.update({f"{label} (signed in)": text for label, text in again.items()})
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     assert "Traceback" not in bff.log()
     assert seeded <= documents(strapi_live)  # random ids never hit the seed: later tests find it intact
@@ -107,3 +114,25 @@ def test_a_request_line_over_gunicorns_limit_is_a_documented_414(start_bff: Call
     responses = documented["paths"]["/api/articles"]["get"]["responses"]
     assert answer.status_code == 414 and "414" in responses
     assert answer.headers["Content-Type"].split(";")[0] in responses["414"]["content"]
+
+
+FAILING_SHAPES = [
+    "api/articles?filters[$or]=x",
+    "api/articles?filters[$not][0]=x",
+    "api/articles?filters[title][$between][0]=a",
+    "api/articles?populate[category][filters][$or]=x",
+    "api/upload/files?filters[size][$gt]=abc",
+    "api/upload/files/page?filters[width][$lt]=",
+    "api/upload/files?filters[createdAt]=",
+]
+
+
+def test_queries_strapi_fails_on_are_a_400_not_a_502(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi
+) -> None:
+    """Found by the fuzz: Strapi answers these with a 500, which bffproxy passed on as 502 upstream_error."""
+    bff = start_bff()
+    for target in FAILING_SHAPES:
+        assert requests.get(f"{strapi_live.url}/{target}", timeout=10).status_code == 500, target  # Strapi
+        answer = requests.get(f"{bff.url}/{target}", timeout=10)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_parameter"), target
