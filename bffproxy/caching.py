@@ -395,12 +395,14 @@ def configure(config: Any) -> None:
     config.setdefault("CACHE_COALESCE_WAIT", 1.0)
     config.setdefault("CLIENT_MAX_AGE", 0)
     config.setdefault("SHARED_MAX_AGE", 5)
+    config.setdefault("ACCEL_EXPIRES", 1)
     config.setdefault("CACHE_MEMORY_MB", 32)
     for key in (
         "STALE_WHILE_REVALIDATE",
         "STALE_IF_ERROR",
         "CLIENT_MAX_AGE",
         "SHARED_MAX_AGE",
+        "ACCEL_EXPIRES",
         "CACHE_MEMORY_MB",
     ):
         config[key] = as_number(config, key, int, minimum=0)

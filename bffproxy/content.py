@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.http import parse_etags
 
 from .auth import Identity, authorize
@@ -116,7 +116,7 @@ def serve_read(route: ReadRoute) -> Response:
     signature = route.signature(headers.get(RESPONSE_FORMAT_HEADER))
     policy = freshness_for(collection)
     served = cache.serve(tenant.name, collection, signature, policy, load, tenant.strapi.waiting_place)
-    return cached_response(served, collection, cache)
+    return cached_response(served, collection, cache, current_app.config["ACCEL_EXPIRES"])
 
 
 def serve_signed_in_read(identity: Identity, route: ReadRoute) -> Response:
@@ -168,8 +168,13 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def entry_headers(served: Served, cache_control: str, now: float) -> list[tuple[str, str]]:
-    """The headers of an answer from the cache (shared with the WSGI fast path in hits.py)."""
+def entry_headers(
+    served: Served, cache_control: str, now: float, nginx_seconds: int = 0
+) -> list[tuple[str, str]]:
+    """The headers of an answer from the cache (shared with the WSGI fast path in hits.py).
+
+    ``nginx_seconds``: an anonymous read, which an nginx micro-cache in front may keep that long.
+    """
     entry = served.entry
     headers = [("X-Cache", served.x_cache), ("Vary", VARY_VALUE)]
     if entry.status != 200:
@@ -177,9 +182,21 @@ def entry_headers(served: Served, cache_control: str, now: float) -> list[tuple[
         return headers
     headers.append(("ETag", f'"{entry.etag}"'))
     headers.append(("Cache-Control", cache_control))
+    if nginx_seconds and cache_control.startswith("public"):
+        headers.append(("X-Accel-Expires", accel_expires(now, nginx_seconds)))
     if served.x_cache in ("HIT", "STALE"):
         headers.append(("Age", str(int(entry.age(now)))))
     return headers
+
+
+def accel_expires(now: float, seconds: int) -> str:
+    """X-Accel-Expires (read and removed by nginx): keep this answer until ``now + seconds`` at most.
+
+    Absolute, because nginx counts whole seconds and keeps an entry through its expiry second: a
+    relative ``1`` could serve it for almost 2 s. ``@T`` ends at T + 1, which is at most
+    ``now + seconds``. nginx's clock must agree with this one (the same machine, or NTP).
+    """
+    return f"@{int(now) + seconds - 1}"
 
 
 def not_modified(if_none_match: str | None, entry: Entry) -> bool:
@@ -189,11 +206,13 @@ def not_modified(if_none_match: str | None, entry: Entry) -> bool:
     )
 
 
-def cached_response(served: Served, collection: str, cache: ContentCache | None = None) -> Response:
+def cached_response(
+    served: Served, collection: str, cache: ContentCache | None = None, nginx_seconds: int = 0
+) -> Response:
     """Build the client's response: body, X-Cache, and for 200s ETag, Age and Cache-Control."""
     entry = served.entry
     now = (cache or content_cache()).clock()
-    headers = entry_headers(served, cache_control_for(collection), now)
+    headers = entry_headers(served, cache_control_for(collection), now, nginx_seconds)
     if not_modified(request.headers.get("If-None-Match"), entry):
         return Response(status=304, headers=headers)
     return Response(entry.body, status=entry.status, headers=headers, content_type=entry.content_type)

@@ -48,6 +48,7 @@ class FreshHits:
         self.wsgi_app = wsgi_app
         self.cache: ContentCache = app.extensions["bffproxy.cache"]
         self.debug_headers = bool(app.config["DEBUG_HEADERS"])
+        self.accel_expires = int(app.config["ACCEL_EXPIRES"])
         # Per tenant, the collections anyone may read: the only ones a fast hit can answer.
         self.public: dict[str, frozenset[str]] = {
             tenant.name: policies.public_collections(tenant.config, tenant.collections)
@@ -94,7 +95,7 @@ class FreshHits:
         environ[metrics.ROUTE] = COLLECTION_ROUTE if split[1] is None else DOCUMENT_ROUTE
         environ[metrics.CACHE] = "hit"
         cache_control = tenant.config["PUBLIC_CACHE_CONTROL"][collection]
-        answer = entry_headers(Served(entry, "HIT"), cache_control, self.cache.clock())
+        answer = entry_headers(Served(entry, "HIT"), cache_control, self.cache.clock(), self.accel_expires)
         answer.append((REQUEST_ID_HEADER, request_id_for(environ.get("HTTP_X_REQUEST_ID"))))
         if self.debug_headers:
             answer.append(("X-BFF-Worker", str(os.getpid())))

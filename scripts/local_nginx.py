@@ -15,6 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_CONF = ROOT / "deploy" / "nginx" / "bffproxy.conf"
+MICROCACHE_CONF = ROOT / "deploy" / "nginx" / "bffproxy-microcache.conf"
+MICROCACHE_INCLUDE = "# include /etc/nginx/snippets/bffproxy-microcache.conf;"
 
 
 def render_site_conf(
@@ -23,10 +25,12 @@ def render_site_conf(
     log_dir: Path,
     source: Path = SITE_CONF,
     events_port: int | None = None,
+    microcache: bool = False,
 ) -> str:
     """The site with these ports and log paths, each replaced exactly once (ValueError otherwise).
 
-    Without ``events_port`` the event streams go to the API app too (it serves them, with few slots).
+    Without ``events_port`` the event streams go to the API app too (it serves them, with few slots);
+    ``microcache`` turns on the optional micro-cache's include line (deploy/nginx/bffproxy-microcache.conf).
     """
     text = source.read_text()
     replacements = {
@@ -37,6 +41,8 @@ def render_site_conf(
         "/var/log/nginx/bffproxy.access.log": str(log_dir / "access.log"),
         "/var/log/nginx/bffproxy.error.log": str(log_dir / "error.log"),
         "/var/cache/nginx/bffproxy-media": str(log_dir / "media-cache"),
+        "/var/cache/nginx/bffproxy-micro": str(log_dir / "micro-cache"),
+        MICROCACHE_INCLUDE: f"include {MICROCACHE_CONF};" if microcache else MICROCACHE_INCLUDE,
     }
     for old, new in replacements.items():
         if text.count(old) != 1:
@@ -46,11 +52,17 @@ def render_site_conf(
 
 
 def write_nginx_conf(
-    prefix: Path, upstream_port: int, listen_port: int, events_port: int | None = None
+    prefix: Path,
+    upstream_port: int,
+    listen_port: int,
+    events_port: int | None = None,
+    microcache: bool = False,
 ) -> Path:
     """A minimal nginx.conf in ``prefix`` that includes the rendered site inside ``http {}``."""
     site = prefix / "bffproxy.conf"
-    site.write_text(render_site_conf(upstream_port, listen_port, prefix, events_port=events_port))
+    site.write_text(
+        render_site_conf(upstream_port, listen_port, prefix, events_port=events_port, microcache=microcache)
+    )
     kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     temp_paths = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in kinds)
     # As root, nginx's workers would run as `nobody`, which cannot use private temp dirs.

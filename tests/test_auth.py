@@ -435,6 +435,17 @@ def test_role_cacheable_reads_are_cached_per_role_never_under_the_anonymous_key(
     assert (again.headers["X-Cache"], again.get_json()) == ("HIT", strapi_list("Public"))
 
 
+def test_signed_in_answers_never_tell_an_nginx_cache_to_keep_them(
+    role_cached: FlaskClient, strapi: responses.RequestsMock
+) -> None:
+    tokens = _answers_by_caller(strapi)
+    assert "X-Accel-Expires" in role_cached.get("/api/articles").headers  # anonymous: it may
+    for _ in range(2):  # a miss, then a hit of the role's own entry
+        reader = role_cached.get("/api/articles", headers=bearer(tokens[1]))
+        assert reader.headers["Cache-Control"] == "private, no-store"
+        assert "X-Accel-Expires" not in reader.headers, reader.headers["X-Cache"]
+
+
 def test_anonymous_entry_is_not_served_to_signed_in_callers(
     role_cached: FlaskClient, strapi: responses.RequestsMock
 ) -> None:

@@ -317,3 +317,43 @@ def test_repeated_or_bracketed_status_never_reaches_strapi_for_anonymous_callers
         assert response.status_code == 400, query
         assert response.get_json()["error"]["code"] == "invalid_parameter"
     assert len(strapi.calls) == 0
+
+
+@pytest.mark.parametrize("fast_hits", [True, False])
+def test_anonymous_reads_tell_an_nginx_cache_in_front_to_keep_them_at_most_a_second(
+    config: dict, strapi: responses.RequestsMock, clock: FakeClock, fast_hits: bool  # type: ignore[type-arg]
+) -> None:
+    from bffproxy import create_app
+
+    app = create_app({**config, "FAST_HITS": fast_hits})
+    app.extensions["bffproxy.cache"].clock = clock
+    client = app.test_client()
+    strapi.get(LIST, json=strapi_list("A"))
+    clock.now = 1_700_000_000.75  # nginx keeps "@T" through the whole second T: until .000 of T + 1
+    miss = client.get("/api/articles")
+    clock.advance(0.5)
+    hit = client.get("/api/articles")
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
+    assert miss.headers["X-Accel-Expires"] == "@1700000000"
+    assert hit.headers["X-Accel-Expires"] == "@1700000001"  # from the time of this answer
+
+
+def test_the_nginx_lifetime_is_a_setting_and_only_public_200s_carry_it(
+    config: dict, strapi: responses.RequestsMock, clock: FakeClock  # type: ignore[type-arg]
+) -> None:
+    from bffproxy import create_app
+
+    config.update(ACCEL_EXPIRES="3", CACHE_CONTROL={"categories": "private, max-age=60"})
+    app = create_app(config)
+    app.extensions["bffproxy.cache"].clock = clock
+    strapi.get(LIST, json=strapi_list("A"))
+    strapi.get(f"{STRAPI}/api/categories", json=strapi_list("C"))
+    strapi.get(f"{LIST}/nope", status=404, json={"data": None, "error": {"status": 404}})
+    client = app.test_client()
+    assert client.get("/api/articles").headers["X-Accel-Expires"] == "@1700000002"
+    private = client.get("/api/categories")
+    assert private.headers["Cache-Control"] == "private, max-age=60"
+    assert "X-Accel-Expires" not in private.headers  # not public
+    assert "X-Accel-Expires" not in client.get("/api/articles/nope").headers  # not a 200
+    off = create_app({**config, "ACCEL_EXPIRES": "0"}).test_client()
+    assert "X-Accel-Expires" not in off.get("/api/articles").headers

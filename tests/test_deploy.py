@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from bffproxy.settings import DEFAULTS, ENV_PREFIX
-from scripts.local_nginx import SITE_CONF, nginx_available, nginx_command, write_nginx_conf
+from scripts.local_nginx import (
+    MICROCACHE_CONF,
+    MICROCACHE_INCLUDE,
+    SITE_CONF,
+    nginx_available,
+    nginx_command,
+    write_nginx_conf,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -77,8 +84,9 @@ def test_nginx_conf_limits_match_bffproxy_defaults() -> None:
 
 
 @pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")
-def test_nginx_accepts_the_shipped_conf(tmp_path: Path) -> None:
-    conf = write_nginx_conf(tmp_path, upstream_port=8080, listen_port=8081)
+@pytest.mark.parametrize("microcache", [False, True], ids=["site", "site+microcache"])
+def test_nginx_accepts_the_shipped_conf(tmp_path: Path, microcache: bool) -> None:
+    conf = write_nginx_conf(tmp_path, upstream_port=8080, listen_port=8081, microcache=microcache)
     result = subprocess.run(nginx_command(tmp_path, conf, "-t"), capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -210,3 +218,17 @@ def test_private_locations_deny_by_default_and_come_before_every_other_regex_loc
             "allow ::1;",
         ]
     assert "error_page 403 @forbidden;" in text
+
+
+def test_the_microcache_keeps_only_what_bffproxy_marks_and_never_serves_stale() -> None:
+    text = MICROCACHE_CONF.read_text()
+    directives = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert "proxy_ignore_headers Cache-Control Expires;" in directives  # X-Accel-Expires alone decides
+    assert not [d for d in directives if d.startswith(("proxy_cache_valid", "proxy_cache_use_stale"))]
+    assert "proxy_cache_bypass $http_authorization;" in directives
+    assert "proxy_no_cache $http_authorization;" in directives
+    assert "proxy_cache_methods GET HEAD;" in directives
+    assert "proxy_hide_header X-Request-ID;" in directives  # a kept answer never carries another's id
+    assert SITE_CONF.read_text().count(MICROCACHE_INCLUDE) == 1  # off unless the operator turns it on
