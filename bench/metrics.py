@@ -9,8 +9,9 @@ directory and metrics directory) that differ in one setting, ``BFFPROXY_METRICS=
 body. Then, as bench/tenants.py does (and with its code): wrk rounds interleaved, the order swapped
 each round, a run that one worker served almost alone measured again; the workers' CPU time per
 hit (/proc); and the same two configurations built in this process, one fresh hit timed as a WSGI
-call through the whole stack. At the end the "on" instance's /metrics must show every hit wrk
-made, so the layer measured is the one that counts.
+call through the whole stack, in prometheus-client's multiprocess mode like the workers (an
+increment writes to a memory-mapped file). At the end the "on" instance's /metrics must show every
+hit wrk made, so the layer measured is the one that counts.
 
 Knobs: BENCH_DURATION (3 s), BENCH_CONNECTIONS, BENCH_ROUNDS (10), BENCH_WARMUP as for `make bench`;
 BENCH_MICRO_ROUNDS (60). About 2 minutes with Strapi's start.
@@ -25,6 +26,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -36,6 +38,8 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/metrics.py` puts bench/, not the project, on sys.path
     sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":  # the in-process apps count as gunicorn's workers do: in files
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-metrics-"))
 
 from bench import measure, tenants  # noqa: E402
 from bench.run import knobs_from_env, progress  # noqa: E402
@@ -66,8 +70,9 @@ def cases(path: str) -> tuple[Case, ...]:
 
 
 def server_env(strapi: Strapi, cache_dir: Path, switch: str) -> dict[str, str]:
-    """One instance's environment: its own cache, metrics on or off, an admin token to scrape with."""
-    return hits_env(strapi, cache_dir, METRICS=switch, ADMIN_TOKEN=ADMIN_TOKEN)
+    """One instance's environment: its own cache and metrics directory, metrics on or off, a token."""
+    env = hits_env(strapi, cache_dir, METRICS=switch, ADMIN_TOKEN=ADMIN_TOKEN)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(cache_dir.parent / "metrics")}
 
 
 def start_servers(stack: ExitStack, strapi: Strapi, work_dir: Path) -> dict[str, Gunicorn]:

@@ -21,6 +21,8 @@ the ``bffproxy.*`` keys below; the access log (logs.py) reads the same keys.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fcntl
 import glob
 import ipaddress
@@ -28,6 +30,9 @@ import logging
 import os
 import threading
 import time
+import weakref
+from collections import Counter as CountOf
+from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -155,17 +160,27 @@ RECONCILE_FINDINGS = Counter(
 WsgiApp = Any
 
 
+Answer = tuple[str, str, str, str, str | None]  # tenant, route, method, status class, cache result
+FLUSH_EVERY = 1.0  # seconds between two writes of the counted answers to the metric files
+PENDING_LIMIT = 200_000  # answers a worker keeps unwritten at most (its flusher is a second behind)
+
+
 class Observed:
     """WSGI layer: count every answer by tenant, route, method and status class, and its cache result.
 
     Counted when the answer starts (``start_response``), so a streamed body costs nothing more.
-    The counters of each label tuple are looked up once and kept (every label is bounded, so is
-    the dict): a request costs one dict look-up and an increment or two (~1.5 µs).
+    In multiprocess mode one increment writes to a memory-mapped file under a process-wide lock
+    (1.5-5 µs here, twice per hit), so an answer is only appended to a queue (~0.1 µs) and a
+    thread of the worker writes the counts once a second (:func:`flush`), one increment per label
+    tuple; a scrape writes the scraping worker's first. A worker killed outright loses at most its
+    last second of counts.
     """
 
     def __init__(self, wsgi_app: WsgiApp) -> None:
         self.wsgi_app = wsgi_app
-        self.counters: dict[tuple[str, str, str, str, str | None], tuple[Any, ...]] = {}
+        self.counters: dict[Answer, tuple[Any, ...]] = {}
+        self.answers: deque[Answer] = deque(maxlen=PENDING_LIMIT)
+        _observers.add(self)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -175,24 +190,67 @@ class Observed:
         return self.wsgi_app(environ, counted)
 
     def count(self, environ: dict[str, Any], status: str) -> None:
-        """Count one answer; a fault here is logged, never the client's problem."""
+        """Queue one answer's labels (every one bounded); a fault here is logged, never the client's."""
         try:
             tenant = environ.get(ENVIRON_KEY)
             method = environ.get("REQUEST_METHOD")
-            key = (
-                tenant.name if tenant is not None else NO_TENANT,
-                environ.get(ROUTE, UNMATCHED),
-                method if method in METHODS else "other",
-                status[:1],
-                environ.get(CACHE),
+            self.answers.append(
+                (
+                    tenant.name if tenant is not None else NO_TENANT,
+                    environ.get(ROUTE, UNMATCHED),
+                    method if method in METHODS else "other",
+                    status[:1],
+                    environ.get(CACHE),
+                )
             )
-            counters = self.counters.get(key)
-            if counters is None:
-                counters = self.counters[key] = _counters_of(*key)
-            for counter in counters:
-                counter.inc()
+            if _flusher_pid[0] != os.getpid():
+                _start_flusher()
         except Exception:
             log.exception("counting a request failed")
+
+    def write(self) -> None:
+        """Add the queued answers to the counters, one increment per label tuple."""
+        drained: CountOf[Answer] = CountOf()
+        with contextlib.suppress(IndexError):  # the queue is empty
+            while True:
+                drained[self.answers.popleft()] += 1
+        for answer, times in drained.items():
+            counters = self.counters.get(answer)
+            if counters is None:
+                counters = self.counters[answer] = _counters_of(*answer)
+            for counter in counters:
+                counter.inc(times)
+
+
+_observers: weakref.WeakSet[Observed] = weakref.WeakSet()
+_flusher_pid = [0]  # the process whose flusher thread runs (a forked worker starts its own)
+_flusher_lock = threading.Lock()
+
+
+def flush() -> None:
+    """Write every answer this process has queued to the metric files (or this process's registry)."""
+    for observer in list(_observers):
+        try:
+            observer.write()
+        except Exception:
+            log.exception("writing the counted requests failed")
+
+
+def _start_flusher() -> None:
+    """Start this process's flusher thread, once (workers are forked: the arbiter's is not theirs)."""
+    with _flusher_lock:
+        if _flusher_pid[0] == os.getpid():
+            return
+        _flusher_pid[0] = os.getpid()
+        threading.Thread(target=_flush_forever, name="bffproxy-metrics", daemon=True).start()
+        atexit.register(flush)  # a worker that exits gracefully writes its last counts
+
+
+def _flush_forever() -> None:
+    """The flusher thread: write the queued answers every FLUSH_EVERY seconds."""
+    while True:
+        time.sleep(FLUSH_EVERY)
+        flush()
 
 
 def _counters_of(tenant: str, route: str, method: str, status: str, cache: str | None) -> tuple[Any, ...]:
@@ -330,7 +388,11 @@ def worker_exited(pid: int) -> None:
 
 
 def exposition() -> bytes:
-    """Every metric in Prometheus' text format: all workers' files under gunicorn, else this process's."""
+    """Every metric in Prometheus' text format: all workers' files under gunicorn, else this process's.
+
+    This process's queued answers are written first; other workers' are at most FLUSH_EVERY behind.
+    """
+    flush()
     if not MULTIPROCESS_DIR:
         return bytes(generate_latest(REGISTRY))
     registry = CollectorRegistry()

@@ -31,7 +31,8 @@ ADMIN = {"Authorization": "Bearer metrics-admin-token"}
 
 
 def sample(name: str, **labels: str) -> float:
-    """A sample's value in this process's registry (0 when it has not been counted yet)."""
+    """A sample's value in this process's registry (0 when it has not been counted yet), queue written."""
+    metrics.flush()
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -48,6 +49,7 @@ def config(config: dict[str, Any]) -> dict[str, Any]:
 
 def label_values(name: str, label: str) -> set[str]:
     """Every value ``label`` takes in the samples of ``name``."""
+    metrics.flush()
     return {
         s.labels[label]
         for m in metrics.REGISTRY.collect()
@@ -138,6 +140,20 @@ def test_a_fault_while_counting_never_costs_the_answer(app: Flask, monkeypatch: 
 
     monkeypatch.setattr(metrics.REQUESTS, "labels", broken)
     assert app.test_client().get("/healthz?fresh-labels").status_code == 200
+    metrics.flush()  # logs the fault, raises nothing
+    app.test_client().get("/healthz", environ_overrides={"bffproxy.tenant": object()})  # no .name
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_answers_are_counted_once_written_and_a_scrape_writes_them_first(client: FlaskClient) -> None:
+    labels = {"tenant": "default", "route": "/healthz", "method": "GET", "status": "2xx"}
+    before = requests_counted(**labels)
+    for _ in range(3):
+        client.get("/healthz")
+    assert (metrics.REGISTRY.get_sample_value("bffproxy_requests_total", labels) or 0.0) == before  # queued
+    shown = client.get("/metrics", headers=ADMIN).data.decode()
+    line = 'bffproxy_requests_total{method="GET",route="/healthz",status="2xx",tenant="default"}'
+    assert f"{line} {before + 3}" in shown
 
 
 # -- who may scrape ------------------------------------------------------------------------------

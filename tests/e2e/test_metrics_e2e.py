@@ -78,7 +78,12 @@ def scrapes_from_both(bff: Gunicorn) -> dict[str, Samples]:
 
 @pytest.fixture
 def bff(start_bff: Callable[..., Gunicorn]) -> Gunicorn:
-    return start_bff(workers=2)
+    return start_bff(workers=2, RECONCILE_INTERVAL="0")  # only the test's requests reach Strapi
+
+
+def settled(bff: Gunicorn, holds: Callable[[Samples], bool], what: str) -> None:
+    """Wait until a scrape answered by each worker shows ``holds``: a worker writes its counts each second."""
+    wait_until(lambda: all(holds(samples) for samples in scrapes_from_both(bff).values()), 10, what)
 
 
 def test_both_workers_counts_add_up_in_every_scrape(bff: Gunicorn, strapi_live: Strapi) -> None:
@@ -89,30 +94,40 @@ def test_both_workers_counts_add_up_in_every_scrape(bff: Gunicorn, strapi_live: 
         assert sent <= 400, "one worker took every connection"
     for _ in range(5):  # a cold miss, then hits, from either worker
         assert requests.get(f"{bff.url}/api/articles", timeout=10).status_code == 200
+
+    def cached(samples: Samples) -> dict[str, float]:
+        return {
+            r: value(samples, "bffproxy_cache_requests_total", tenant="default", result=r) for r in RESULTS
+        }
+
+    def adds_up(samples: Samples) -> bool:
+        return (
+            value(samples, "bffproxy_requests_total", **HEALTHZ) == before + sent
+            and sum(cached(samples).values()) == 5
+        )
+
+    settled(bff, adds_up, "both workers' counts in every scrape")
     for samples in scrapes_from_both(bff).values():
         assert value(samples, "bffproxy_requests_total", **HEALTHZ) == before + sent
-        cached = {
-            result: value(samples, "bffproxy_cache_requests_total", tenant="default", result=result)
-            for result in ("hit", "miss")
-        }
-        assert sum(cached.values()) == 5 and cached["miss"] >= 1
-        calls = value(
-            samples, "bffproxy_strapi_request_duration_seconds_count", tenant="default", outcome="ok"
-        )
-        assert calls == cached["miss"]  # the real Strapi answered each miss once
+        assert cached(samples)["miss"] >= 1 and cached(samples)["miss"] + cached(samples)["hit"] == 5
+        strapi_ok = {"tenant": "default", "outcome": "ok"}
+        calls = value(samples, "bffproxy_strapi_request_duration_seconds_count", **strapi_ok)
+        assert calls == cached(samples)["miss"]  # the real Strapi answered each miss once
 
 
 def test_a_killed_worker_keeps_its_counts_and_leaves_no_stale_gauge(
     bff: Gunicorn, strapi_live: Strapi
 ) -> None:
+    before = value(scrape(bff)[1], "bffproxy_requests_total", **HEALTHZ)
     healthz(bff, 20)
+    settled(bff, lambda s: value(s, "bffproxy_requests_total", **HEALTHZ) == before + 20, "20 counted")
     with event_stream(bff) as holder:  # one subscriber, held by one worker
         wait_until(lambda: subscribers(bff) == 1, 10, "the subscriber counted")
         os.kill(int(holder), signal.SIGKILL)
         wait_until(lambda: replaced(bff, holder), 30, "gunicorn replacing the killed worker")
     for samples in scrapes_from_both(bff).values():
         assert value(samples, "bffproxy_event_subscribers") == 0  # the dead worker's 1 is gone
-        assert value(samples, "bffproxy_requests_total", **HEALTHZ) >= 20  # its counts are not
+        assert value(samples, "bffproxy_requests_total", **HEALTHZ) >= before + 20  # its counts are not
 
 
 def subscribers(bff: Gunicorn) -> float:
@@ -210,7 +225,7 @@ def test_every_request_gets_one_json_access_line_and_no_secret_reaches_any_line(
             assert answer.status_code < 500, (path, answer.status_code)
             if path == read:
                 assert answer.status_code == 200
-    wait_until(lambda: len(mine_of(bff, rid)) == len(calls), 10, "one access line per request")
+    wait_until(lambda: len(mine_of(bff, rid)) == len(calls), 20, "one access line per request")
     mine = mine_of(bff, rid)
     first, second = mine[f"{rid}-1"], mine[f"{rid}-2"]
     assert first["path"] == "/api/articles" and first["route"] == "/api/<collection>"
@@ -288,6 +303,7 @@ def test_a_stampede_on_a_cold_key_is_one_miss_and_coalesced_waiters(
 
     with ThreadPoolExecutor(16) as pool:
         x_cache = list(pool.map(one, range(16)))
+    wait_until(lambda: sum(cache_results(bff).values()) == sum(before.values()) + 16, 10, "16 counted")
     after = cache_results(bff)
     counted = {r: after[r] - before[r] for r in RESULTS}
     assert counted["miss"] == x_cache.count("MISS") == 1  # one Strapi call for everyone
