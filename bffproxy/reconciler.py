@@ -30,7 +30,8 @@ A change no webhook reported (``events.reported``: the dedupe claim of its versi
 collection and the related ones with :func:`~.invalidation.purge`, the webhook's own function, and
 only then is announced with ``events.record`` as ``source: "reconcile"``. State lives in the
 records store (never evicted under cache pressure): per view a small mark (watermark, count, recent
-rows), the ``known`` map, and per tenant the outcome of the last pass (``/readyz`` shows it). A
+rows), the ``known`` map in 37 buckets by first character (an edit reads and writes one), and per
+tenant the outcome of the last pass (``/readyz`` shows it). A
 view seen for the first time is listed, announces nothing and drops its collection once: what was
 cached may predate the baseline.
 
@@ -51,7 +52,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from flask import Flask, current_app
@@ -124,6 +125,7 @@ class Mark:
     count: int = 0
     recent: Rows = dataclasses.field(default_factory=dict)
     moved_at: float = 0.0  # this machine's clock when the watermark last moved (durations only)
+    sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # known documents per bucket
 
 
 @dataclasses.dataclass
@@ -302,16 +304,38 @@ class ViewState:
         names = {f.name for f in dataclasses.fields(Mark)}  # a mark written by another version
         return Mark(**{k: v for k, v in raw.items() if k in names})
 
-    def known(self, view: View) -> Rows | None:
-        """The view's documentId -> version map, or None when lost."""
-        raw = self.store.get(view.key(self.tenant, "known"))
-        return dict(raw) if isinstance(raw, dict) else None
+    def known(self, view: View, mark: Mark, documents: Iterable[str] | None = None) -> Rows | None:
+        """The view's documentId -> version map (only the buckets holding ``documents`` when
+        given, so an edit in a large collection reads 1/36 of it); None when a bucket was lost."""
+        buckets = sorted({bucket_of(d) for d in documents} if documents is not None else set(mark.sizes))
+        if documents is None and sum(mark.sizes.values()) != mark.count:
+            return None  # written by an older version, or damaged: rebuild
+        known: Rows = {}
+        for bucket in buckets:  # one get each: the records store (RedisRecords) has no get_many
+            size = mark.sizes.get(bucket, 0)
+            value = self.store.get(view.key(self.tenant, f"known:{bucket}")) if size else {}
+            if not isinstance(value, dict) or len(value) != size:
+                return None
+            known.update(value)
+        return known
 
-    def save(self, view: View, mark: Mark, known: Rows | None) -> None:
-        """Keep the view's mark (and its known map, when it was read or rebuilt)."""
+    def save(self, view: View, mark: Mark, known: Rows | None, touched: set[str] | None = None) -> None:
+        """Keep the view's mark and the buckets of its known map that were read or rebuilt
+        (``touched``; None: all of them)."""
         if known is not None:
-            self.store.set(view.key(self.tenant, "known"), known, STATE_TTL, must_land=True)
+            buckets = touched if touched is not None else set(mark.sizes) | {bucket_of(d) for d in known}
+            for bucket in sorted(buckets):
+                part = {d: v for d, v in known.items() if bucket_of(d) == bucket}
+                self.store.set(view.key(self.tenant, f"known:{bucket}"), part, STATE_TTL, must_land=True)
+                mark.sizes[bucket] = len(part)
+            mark.sizes = {b: n for b, n in mark.sizes.items() if n}
         self.store.set(view.key(self.tenant, "mark"), dataclasses.asdict(mark), STATE_TTL, must_land=True)
+
+
+def bucket_of(document: str) -> str:
+    """Which part of a view's known map holds ``document``: its first letter or digit."""
+    first = document[:1].lower()
+    return first if first.isascii() and first.isalnum() else "_"
 
 
 @dataclasses.dataclass
@@ -324,6 +348,7 @@ class Outcome:
     known: Rows | None
     live: bool = False  # the draft rows are published as saved: a collection without drafts
     first: bool = False  # first sight: what is cached may predate it, and nobody can say what changed
+    touched: set[str] | None = None  # the known map's buckets read and changed (None: all)
 
 
 class Reconciler:
@@ -350,7 +375,7 @@ class Reconciler:
                 purge(self.tenant.name, collection=collection)
                 events.record(self.tenant.name, missed)
             for outcome in outcomes:
-                self.state.save(outcome.view, outcome.mark, outcome.known)
+                self.state.save(outcome.view, outcome.mark, outcome.known, outcome.touched)
             if found:
                 report.found[collection], report.missed[collection] = found, missed
         report.requests = self.views.requests
@@ -384,17 +409,21 @@ class Reconciler:
         fresh = {d: v for d, v in rows.items() if mark.recent.get(d) != v}
         if not fresh and total == mark.count:
             return Outcome(view, Diff(), self._mark(mark, rows, total), None, live)  # idle: one request
-        known = self.state.known(view)
+        known = self.state.known(view, mark, fresh)
         if known is None:
             return self._baseline(view)
         found = diff(known, fresh, complete=False)
-        if total != len(known) + len(found.new):  # something left, or the view moved while read
+        if total != mark.count + len(found.new):  # something left, or the view moved while read
+            known = self.state.known(view, mark)
+            if known is None:
+                return self._baseline(view)
             listed = self._current(view, {**known, **fresh}, total)
             return Outcome(
                 view, diff(known, listed, complete=True), self._mark(mark, listed, len(listed)), listed, live
             )
         known.update(fresh)
-        return Outcome(view, found, self._mark(mark, rows, total), known, live)
+        touched = {bucket_of(d) for d in fresh}
+        return Outcome(view, found, self._mark(mark, rows, total), known, live, touched=touched)
 
     def _current(self, view: View, expected: Rows, total: int) -> Rows:
         """Every row of the view now: listed in full, or, for a large view, ``expected`` with each
@@ -428,7 +457,7 @@ class Reconciler:
         seen = {**old.recent, **rows}
         recent = {d: v for d, v in seen.items() if floor is not None and parse_time(v) > floor}
         moved_at = old.moved_at if newest == old.watermark else clock()
-        return Mark(newest, count, recent, moved_at)
+        return Mark(newest, count, recent, moved_at, dict(old.sizes))
 
 
 def changes_of(collection: str, outcomes: list[Outcome]) -> list[events.Change]:
@@ -559,20 +588,28 @@ class Runner:
         self.app = app
         self.sleep = sleep
         self.interval: int = app.config["RECONCILE_INTERVAL"]
+        self.last = -1  # the last slot this worker ticked
         self.thread = threading.Thread(target=self.loop, name="bffproxy-reconciler", daemon=True)
 
     def next_slot(self) -> tuple[int, float]:
-        """The next slot and how long to wait for it (jitter spreads the workers' claims)."""
+        """The slot to tick next and how long to wait for it (jitter spreads the workers' claims).
+
+        After a tick that outlasted its interval, the slot under way now is still claimed (at once),
+        so a slow pass skips no interval; slots already over are not replayed.
+        """
         current = clock()
-        slot = int(current // self.interval) + 1
+        slot = max(self.last + 1, int(current // self.interval))
+        if self.last < 0:
+            slot += 1  # a worker just started: from the next interval's start
         jitter = random.uniform(0, min(1.0, self.interval / 10))
-        return slot, slot * self.interval - current + jitter
+        return slot, max(0.0, slot * self.interval - current) + jitter
 
     def loop(self) -> None:
         """Forever: wait for the next slot, tick; nothing it raises reaches request serving."""
         while True:
             slot, wait = self.next_slot()
             self.sleep(wait)
+            self.last = slot
             try:
                 with self.app.app_context():
                     tick(slot)

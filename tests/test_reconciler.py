@@ -582,3 +582,54 @@ def test_a_lower_maxlimit_skips_no_row(app: Flask, fake: FakeStrapi) -> None:
     fake.delete("articles", doc_id(1))
     run(app)
     assert len(announced(app)) == 31
+
+
+def test_an_edit_reads_and_writes_one_bucket_of_the_known_map(
+    app: Flask, fake: FakeStrapi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for first in "abc":
+        fake.save("articles", f"{first}{'0' * 23}", 1)
+    run(app)
+    with app.app_context():
+        store = reconciler.records()
+    touched: list[str] = []
+    call = store.call
+
+    def spy(method: str, *args: Any, **kwargs: Any) -> Any:
+        touched.extend(a for a in args[:1] if ":known:" in str(a))
+        return call(method, *args, **kwargs)
+
+    monkeypatch.setattr(store, "call", spy)
+    fake.save("articles", f"b{'0' * 23}", 100)
+    run(app)
+    assert announced(app) == [("updated", f"b{'0' * 23}", "drafts", "reconcile")]
+    assert touched == ["reconcile:default:articles:draft:known:b"] * 2  # read once, written once
+
+
+def test_a_lost_bucket_rebuilds_the_view_instead_of_announcing_its_documents(
+    app: Flask, fake: FakeStrapi
+) -> None:
+    run(app)
+    with app.app_context():
+        reconciler.records().delete("reconcile:default:articles:draft:known:d")
+    fake.delete("articles", doc_id(2))
+    run(app)  # cannot name what it never knew: silent, like a first sight
+    assert announced(app) == []
+    fake.save("articles", doc_id(1), 100)
+    run(app)
+    assert announced(app) == [("updated", doc_id(1), "drafts", "reconcile")]
+
+
+def test_a_tick_longer_than_its_interval_skips_no_interval(app: Flask, bff_clock: FakeClock) -> None:
+    runner = reconciler.Runner(app)
+    start = int(bff_clock() // 30)
+    slot, wait = runner.next_slot()
+    assert slot == start + 1 and 0 < wait <= 31  # a new worker waits for the next interval
+    runner.last = slot
+    bff_clock.advance(30 * 1.5 + wait)  # that tick ran one and a half intervals
+    slot, wait = runner.next_slot()
+    assert slot == start + 2 and wait <= 3  # the interval under way: claimed at once
+    runner.last = slot
+    bff_clock.advance(60)  # and two more intervals went by: no backlog replayed
+    slot, _ = runner.next_slot()
+    assert slot == int(bff_clock() // 30)
