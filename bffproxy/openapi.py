@@ -45,7 +45,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Rule
 
-from . import errors
+from . import errors, event_feed
 from .errors import ApiError
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import KEY_MAX, REPLAYED_HEADER
@@ -1259,24 +1259,24 @@ def purge_body() -> dict[str, Any]:
     )
 
 
+EVENT_FILTERS: dict[str, tuple[dict[str, Any], str]] = {
+    "collections": ({"type": "string"}, "Comma-separated collections (default: all readable)."),
+    "documentId": ({"type": "string", "pattern": f"^{DOCUMENT_ID.pattern}$"}, "One document."),
+    "drafts": ({"type": "string", "enum": ["true", "false"]}, "Draft events too (a token with `drafts`)."),
+    "lastEventId": ({"type": "string"}, "Replay after this id."),
+}
+
+
 def describe_events(context: Context, rule: Rule) -> Iterator[Operation]:
-    """``GET /api/events``: Server-Sent Events."""
-    params = [
-        parameter(
-            "collections", "query", {"type": "string"}, "Comma-separated collections (default: all readable)."
-        ),
-        parameter(
-            "documentId", "query", {"type": "string", "pattern": f"^{DOCUMENT_ID.pattern}$"}, "One document."
-        ),
-        parameter(
-            "drafts", "query", {"type": "string", "enum": ["true", "false"]}, "Draft events too (a token)."
-        ),
-        parameter("lastEventId", "query", {"type": "string"}, "Replay after this id."),
-        parameter(
-            "Last-Event-ID", "header", {"type": "string"}, "Replay after this id (EventSource sends it)."
-        ),
-        TICKET_PARAM,
+    """``GET /api/events``: Server-Sent Events, with event_feed.py's filters."""
+    filters = [
+        parameter(name, "query", *EVENT_FILTERS.get(name, ({"type": "string"}, "A filter.")))
+        for name in sorted(event_feed.FILTERS)
     ]
+    replay = parameter(
+        "Last-Event-ID", "header", {"type": "string"}, "Replay after this id (EventSource sends it)."
+    )
+    params = [*filters, TICKET_PARAM, replay]
     stream = {
         "description": "The stream: `retry:`, then `id:`/`event:`/`data:` messages, `: heartbeat` comments.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},

@@ -538,3 +538,19 @@ def test_an_error_status_admits_only_its_own_codes(document: dict[str, Any]) -> 
     assert validator.is_valid({"error": error})
     assert not validator.is_valid({"error": {**error, "code": "not_found"}})
     assert not validator.is_valid({"error": {**error, "status": 404}})
+
+
+def test_the_event_streams_parameters_are_its_allow_list(document: dict[str, Any]) -> None:
+    from bffproxy.event_feed import FILTERS
+
+    params = document["paths"]["/api/events"]["get"]["parameters"]
+    assert {p["name"] for p in params if p["in"] == "query"} == FILTERS | {"ticket"}
+    assert all(p["description"] != "A filter." for p in params), "describe the new filter in EVENT_FILTERS"
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs/swagger-ui.css"])
+def test_a_range_is_not_served_a_whole_answer_is(client: FlaskClient, path: str) -> None:
+    whole = client.get(path)
+    ranged = client.get(path, headers={"Range": "bytes=0-9", "If-Range": whole.headers["ETag"]})
+    assert ranged.status_code == 200 and ranged.data == whole.data and "Content-Range" not in ranged.headers
+    assert client.get(path, headers={"If-None-Match": "*"}).status_code == 304
