@@ -24,7 +24,8 @@ The bench raises its open-files soft limit to the hard limit, and gunicorn inher
    wall-clock time bffproxy logged it, right after the webhook's invalidation. Reported: p50, p99,
    max, how many of N received it, and the CPU the events worker and the client spent meanwhile.
 
-Options: ``--subscribers`` (N, 10,000), ``--idle-subscribers`` (1,000, the throughput case). Knobs:
+Options: ``--subscribers`` (N, 10,000), ``--idle-subscribers`` (1,000, the throughput case),
+``--events-workers`` (1, the events app's default; its figures are the workers' sums). Knobs:
 BENCH_DURATION (3 s), BENCH_CONNECTIONS, BENCH_ROUNDS (6), BENCH_WARMUP as for `make bench`. 2 to 4
 minutes with Strapi's start, depending on the machine's load. Results: bench/results/events.{md,json}
 (git-ignored). Exit 0 when it ran: a missed target is a figure, not a failure.
@@ -102,6 +103,7 @@ class Settings:
     idle_subscribers: int
     knobs: measure.Knobs
     heartbeat: float = HEARTBEAT  # the smoke test's is 1 s: closed streams are let go sooner
+    events_workers: int = 1  # the events app's default (GUNICORN_EVENTS_WORKERS)
 
 
 class Swarm:
@@ -188,18 +190,37 @@ def open_sockets(pid: int) -> int:
     return count
 
 
-def events_worker(events: Gunicorn) -> int:
-    """The events app's one worker."""
-    (pid,) = worker_pids(events)
-    return pid
+@dataclass(frozen=True)
+class EventsWorkers:
+    """The events app's workers (one by default): what they hold and spend, added up."""
+
+    pids: list[int]
+
+    def rss_mib(self) -> float:
+        """Their resident memory."""
+        return sum(rss_mib(pid) for pid in self.pids)
+
+    def cpu_seconds(self) -> float:
+        """Their CPU time so far."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def sockets(self) -> int:
+        """The sockets they hold: the listener's and one per open stream."""
+        return sum(open_sockets(pid) for pid in self.pids)
 
 
-def close_and_wait(swarm: Swarm, worker: int, idle_sockets: int, heartbeat: float) -> float:
-    """Close every stream; the seconds until the events worker let their sockets go."""
+def close_and_wait(swarm: Swarm, workers: EventsWorkers, idle_sockets: int, heartbeat: float) -> float:
+    """Close every stream; the seconds until the events workers let their sockets go."""
     swarm.ask("close", timeout=30)
     started_at = time.monotonic()
-    wait_until(lambda: open_sockets(worker) <= idle_sockets, heartbeat + 15, "the events worker's sockets")
+    wait_until(lambda: workers.sockets() <= idle_sockets, heartbeat + 15, "the events workers' sockets")
     return time.monotonic() - started_at
+
+
+def cpu_now(api: Gunicorn, events: Gunicorn, swarm: Swarm) -> tuple[float, float, float]:
+    """bench/tenants.py's CPU snapshot (the machine's busy and total, ours), the swarm counted as ours."""
+    busy, total, ours = cpu_snapshot({"api": api, "events": events})
+    return busy, total, ours + cpu_seconds(swarm.pid)
 
 
 def events_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
@@ -240,23 +261,23 @@ class Hits:
 
 def hits(api: Gunicorn, events: Gunicorn, swarm: Swarm, path: str, settings: Settings) -> Hits:
     """wrk on the cached list with ``idle_subscribers`` held and with none, in interleaved rounds."""
-    knobs, worker = settings.knobs, events_worker(events)
-    idle_sockets = open_sockets(worker)
+    knobs, workers = settings.knobs, EventsWorkers(worker_pids(events))
+    idle_sockets = workers.sockets()
     url = api.url + path
     progress(f"warm-up ({knobs.warmup:g}s)")
     wrk.run(url, duration=knobs.warmup, connections=4, threads=WRK_THREADS)
     out = Hits({c: [] for c in CASES}, {c: [] for c in CASES}, {c: [] for c in CASES}, [])
-    held, before = False, cpu_snapshot({"api": api, "events": events})
+    held, before = False, cpu_now(api, events, swarm)
     for round_no in range(knobs.rounds):
         for case in rounds_order(round_no):
             if case == "with" and not held:
                 swarm.open(settings.idle_subscribers)
             elif case == "none" and held:
-                out.released_s.append(close_and_wait(swarm, worker, idle_sockets, settings.heartbeat))
+                out.released_s.append(close_and_wait(swarm, workers, idle_sockets, settings.heartbeat))
             held = case == "with"
-            events_before = cpu_seconds(worker)
+            events_before = workers.cpu_seconds()
             result, cpu_us, _, tries = balanced_run(api, url, {}, knobs)
-            out.events_cpu_ms[case].append((cpu_seconds(worker) - events_before) * 1000)
+            out.events_cpu_ms[case].append((workers.cpu_seconds() - events_before) * 1000)
             out.results[case].append(result)
             out.cpu_us[case].append(cpu_us)
             out.redone += tries - 1
@@ -264,9 +285,9 @@ def hits(api: Gunicorn, events: Gunicorn, swarm: Swarm, path: str, settings: Set
                 f"round {round_no + 1}/{knobs.rounds} {case:4} subscribers "
                 f"{result.requests_per_s:7.0f} req/s {cpu_us:5.0f} API worker CPU µs per hit"
             )
-    out.others = others_share(before, cpu_snapshot({"api": api, "events": events}))
+    out.others = others_share(before, cpu_now(api, events, swarm))
     if held:
-        out.released_s.append(close_and_wait(swarm, worker, idle_sockets, settings.heartbeat))
+        out.released_s.append(close_and_wait(swarm, workers, idle_sockets, settings.heartbeat))
     return out
 
 
@@ -300,23 +321,23 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 
 def fanout(
-    strapi: Strapi, events: Gunicorn, swarm: Swarm, settings: Settings, rss_idle: float
+    strapi: Strapi, apps: tuple[Gunicorn, Gunicorn], swarm: Swarm, settings: Settings, rss_idle: float
 ) -> dict[str, Any]:
     """N subscribers, one change in Strapi: latencies, receivers, memory and CPU of the fan-out."""
-    worker, count = events_worker(events), settings.subscribers
+    workers, count = EventsWorkers(worker_pids(apps[1])), settings.subscribers
     progress(f"opening {count} subscribers")
     opened = swarm.open(count)
     time.sleep(1.0)  # every stream past its first bytes
-    rss_held = rss_mib(worker)
+    rss_held = workers.rss_mib()
     progress(
         f"{count} open in {opened['seconds']:g}s; events worker RSS {rss_idle:.1f} -> {rss_held:.1f} MiB"
     )
-    cpu_before = (cpu_seconds(worker), cpu_seconds(swarm.pid))
+    cpu_before = (workers.cpu_seconds(), cpu_seconds(swarm.pid), cpu_now(*apps, swarm))
     requested = time.time()
     document_id = create_article(strapi, f"Bench events {int(requested)}")
     try:
         received = swarm.ask(f"wait {document_id} {RECEIVE_WITHIN:g}", timeout=RECEIVE_WITHIN + 60)
-        cpu_after = (cpu_seconds(worker), cpu_seconds(swarm.pid))
+        cpu_after = (workers.cpu_seconds(), cpu_seconds(swarm.pid), cpu_now(*apps, swarm))
         swarm.ask("close", timeout=60)
     finally:
         delete_article(strapi, document_id)
@@ -334,6 +355,7 @@ def fanout(
         "mib_per_1000": round((rss_held - rss_idle) * 1000 / count, 2),
         "events_worker_cpu_s": round(cpu_after[0] - cpu_before[0], 2),
         "client_cpu_s": round(cpu_after[1] - cpu_before[1], 2),
+        "others_cpu_share": round(others_share(cpu_before[2], cpu_after[2]), 2),
         "latencies_ms": latencies,
     }
 
@@ -377,7 +399,11 @@ def start_apps(
     env = hits_env(strapi, work_dir / "cache")
     api = started(stack, Gunicorn(api_port, env, WORKERS, log_path=work_dir / "api.log"))
     events = Gunicorn(
-        free_port(), events_env(env, settings), 1, log_path=work_dir / "events.log", app="events_app"
+        free_port(),
+        events_env(env, settings),
+        settings.events_workers,
+        log_path=work_dir / "events.log",
+        app="events_app",
     )
     return api, started(stack, events)
 
@@ -389,12 +415,12 @@ def run_on(strapi: Strapi, api_port: int, work_dir: Path, settings: Settings) ->
         api, events = start_apps(stack, strapi, api_port, work_dir, settings)
         path = bench_targets(strapi)["list"]
         check_hit(api, path)
-        rss_idle = rss_mib(events_worker(events))
+        rss_idle = EventsWorkers(worker_pids(events)).rss_mib()
         swarm = Swarm(events.port, work_dir / "swarm.log")
         stack.callback(swarm.stop)
         progress(f"hits on {path} with {settings.idle_subscribers} subscribers and with none")
         runs = hits(api, events, swarm, path, settings)
-        fan = fanout(strapi, events, swarm, settings, rss_idle)
+        fan = fanout(strapi, (api, events), swarm, settings, rss_idle)
     progress("the apps and the subscribers stopped")
     summary = summarise(runs)
     return {
@@ -402,6 +428,7 @@ def run_on(strapi: Strapi, api_port: int, work_dir: Path, settings: Settings) ->
             **asdict(settings.knobs),
             "subscribers": settings.subscribers,
             "idle_subscribers": settings.idle_subscribers,
+            "events_workers": settings.events_workers,
             "api_workers": WORKERS,
         },
         "fanout": fan,
@@ -432,7 +459,8 @@ def markdown(result: dict[str, Any]) -> str:
         command_line(knobs, "bench-events") + f" (`--subscribers {knobs['subscribers']}`)",
         "",
         f"{result['machine']}; API app: gunicorn gthread, {knobs['api_workers']} workers; events app: "
-        "one gevent worker; subscribers: one asyncio process, anonymous SSE, loopback",
+        f"gevent, {knobs['events_workers']} worker(s); subscribers: one asyncio process, anonymous SSE, "
+        "loopback",
         "",
         "| subscribers | received | missed | ended | first ms | p50 ms | p99 ms | max ms "
         "| events worker RSS MiB | MiB per 1,000 | events worker CPU s | client CPU s |",
@@ -445,7 +473,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Latency: from the event's `at` (bffproxy logged it, right after the webhook's invalidation) to its "
         f"bytes reaching each subscriber (first: the earliest); the event's `at` came "
         f"{fan['change_to_at_ms']} ms after the article was posted to Strapi; {fan['subscribers']} streams "
-        f"opened in {fan['open_seconds']:g} s; CPU: user+system time while the event was fanned out.",
+        f"opened in {fan['open_seconds']:g} s; CPU: user+system time while the event was fanned out, "
+        f"when other processes took {fan['others_cpu_share']:.0%} of the machine's CPU.",
         "",
         f"wrk -t{WRK_THREADS} -c{knobs['connections']} -d{knobs['duration']:g}s on the API's cached list, "
         f"{knobs['rounds']} interleaved rounds (medians; ratio: median of per-round ratios, range in "
@@ -487,11 +516,13 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     parser = argparse.ArgumentParser(prog="bench/events.py", description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=10_000, help="held for the fan-out (10,000)")
     parser.add_argument("--idle-subscribers", type=int, default=1000, help="held during wrk (1,000)")
+    parser.add_argument("--events-workers", type=int, default=1, help="the events app's workers (1)")
     args = parser.parse_args(argv)
     return Settings(
         max(1, min(args.subscribers, 15_000)),
         max(1, min(args.idle_subscribers, 5_000)),
         knobs_from_env(duration="3", rounds="6"),
+        events_workers=max(1, min(args.events_workers, 4)),
     )
 
 
