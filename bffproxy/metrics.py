@@ -424,7 +424,13 @@ class MetricsDisabled(NotFound):
 
 @bp.get("/metrics")
 def scrape() -> Response:
-    """The metrics, to an allow-listed address or with the admin bearer token."""
+    """The metrics, to an allow-listed address or with the admin bearer token; only at /metrics itself.
+
+    Not under a tenant's path prefix (``/t/acme/metrics``): a proxy that hides ``/metrics`` from the
+    public must not have to know every prefix.
+    """
+    if request.script_root:
+        raise NotFound()
     allowed: tuple[Any, ...] = current_app.config["METRICS_ALLOW"]
     if not allowed_address(request.remote_addr, allowed):
         if not current_app.config["ADMIN_TOKEN"]:

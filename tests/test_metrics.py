@@ -205,6 +205,19 @@ def test_metrics_answer_on_any_host_like_health(tmp_path: Path, config: dict[str
     assert requests_counted(**labels) >= 1
 
 
+def test_metrics_answer_only_at_their_own_path_not_under_a_tenant_prefix(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(
+        f'[tenants.beta]\npath_prefix = "/t/beta"\nstrapi_url = "{STRAPI}"\ncollections = ["articles"]\n'
+    )
+    client = create_app({**config, "TENANTS_FILE": str(tenants)}).test_client()
+    assert client.get("/metrics", headers=ADMIN).status_code == 200
+    hidden = client.get("/t/beta/metrics", headers=ADMIN)
+    assert hidden.status_code == 404 and hidden.get_json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
