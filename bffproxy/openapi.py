@@ -54,7 +54,7 @@ from .query import BETWEEN, PARAMETER_LIMIT, QS_DEPTH, STRAPI_READ_PARAMS
 from .reads import DOCUMENT_ID, PUBLICATION_PARAMS
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .schemas import CollectionSpec, Relation, StrapiSchema, Utf16Length, spec_for
-from .tenants import Tenant, current_tenant
+from .tenants import TENANTLESS, Tenant, current_tenant
 
 bp = Blueprint("openapi", __name__)
 
@@ -405,11 +405,16 @@ def responses(
     ok: Mapping[int, dict[str, Any]],
     failures: Iterable[int],
     strapi: Iterable[int] = (),
+    *,
+    tenant: bool = True,
 ) -> dict[str, Any]:
-    """The responses object: the successes given, then each error status (Strapi's too for ``strapi``)."""
+    """The responses object: the successes given, then each error status (Strapi's too for ``strapi``).
+
+    A route of a tenant may also be ``404 unknown_tenant``; health and admin answer on any host.
+    """
     passed_through = set(strapi)
     answers: dict[str, Any] = {str(status): body for status, body in ok.items()}
-    for status in sorted(set(failures) | passed_through | {404}):  # 404: unknown tenant
+    for status in sorted(set(failures) | passed_through | ({404} if tenant else set())):
         answers[str(status)] = error_response(context, status, status in passed_through)
     return answers
 
@@ -1007,17 +1012,14 @@ def simple(
     """A describer for a route with no collection in its path."""
 
     def describe(context: Context, rule: Rule) -> Iterator[Operation]:
-        answers = responses(context, ok, failures, strapi)
+        answers = responses(
+            context, ok, failures, strapi, tenant=rule.endpoint.split(".")[0] not in TENANTLESS
+        )
         yield Operation(
             path, method, operation(context, rule, method, summary=summary, responses=answers, **parts)
         )
 
     return describe
-
-
-def credentials_body() -> dict[str, Any]:
-    """What Strapi's auth routes take: a JSON object (Strapi checks its fields)."""
-    return json_request({"type": "object", "description": "`{identifier, password}`, `{refreshToken}`..."})
 
 
 def auth_route(path: str, summary: str) -> Describer:
@@ -1449,7 +1451,7 @@ DESCRIBERS: dict[str, Describer] = {
         "post",
         "Purge a collection, a document or everything",
         {200: json_answer("What was purged.", JSON_OK)},
-        (400, 401, 408, 413, 422, 503),
+        (400, 401, 404, 408, 413, 422, 503),
         security=[{"adminToken": []}],
         requestBody=purge_body(),
         description="`404 admin_disabled` while `BFFPROXY_ADMIN_TOKEN` is unset.",
@@ -1496,7 +1498,7 @@ DESCRIBERS: dict[str, Describer] = {
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             }
         },
-        (401,),
+        (401, 404),
         security=[{}, {"adminToken": []}],
         description="From an address in `BFFPROXY_METRICS_ALLOW`, or with the admin token; "
         "`404 metrics_disabled` when neither is configured.",

@@ -554,3 +554,9 @@ def test_a_range_is_not_served_a_whole_answer_is(client: FlaskClient, path: str)
     ranged = client.get(path, headers={"Range": "bytes=0-9", "If-Range": whole.headers["ETag"]})
     assert ranged.status_code == 200 and ranged.data == whole.data and "Content-Range" not in ranged.headers
     assert client.get(path, headers={"If-None-Match": "*"}).status_code == 304
+
+
+def test_only_routes_of_a_tenant_may_be_an_unknown_tenant(document: dict[str, Any]) -> None:
+    assert "404" not in document["paths"]["/healthz"]["get"]["responses"]  # health answers on any host
+    assert "404" in document["paths"]["/admin/cache/purge"]["post"]["responses"]  # admin_disabled
+    assert "404" in document["paths"]["/api/me"]["get"]["responses"]
