@@ -217,10 +217,10 @@ def close_and_wait(swarm: Swarm, workers: EventsWorkers, idle_sockets: int, hear
     return time.monotonic() - started_at
 
 
-def cpu_now(api: Gunicorn, events: Gunicorn, swarm: Swarm) -> tuple[float, float, float]:
-    """bench/tenants.py's CPU snapshot (the machine's busy and total, ours), the swarm counted as ours."""
+def cpu_now(api: Gunicorn, events: Gunicorn, *pids: int) -> tuple[float, float, float]:
+    """bench/tenants.py's CPU snapshot (the machine's busy and total, ours), ``pids`` counted as ours."""
     busy, total, ours = cpu_snapshot({"api": api, "events": events})
-    return busy, total, ours + cpu_seconds(swarm.pid)
+    return busy, total, ours + sum(cpu_seconds(pid) for pid in pids if pid)
 
 
 def events_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
@@ -267,7 +267,7 @@ def hits(api: Gunicorn, events: Gunicorn, swarm: Swarm, path: str, settings: Set
     progress(f"warm-up ({knobs.warmup:g}s)")
     wrk.run(url, duration=knobs.warmup, connections=4, threads=WRK_THREADS)
     out = Hits({c: [] for c in CASES}, {c: [] for c in CASES}, {c: [] for c in CASES}, [])
-    held, before = False, cpu_now(api, events, swarm)
+    held, before = False, cpu_now(api, events, swarm.pid)
     for round_no in range(knobs.rounds):
         for case in rounds_order(round_no):
             if case == "with" and not held:
@@ -285,7 +285,7 @@ def hits(api: Gunicorn, events: Gunicorn, swarm: Swarm, path: str, settings: Set
                 f"round {round_no + 1}/{knobs.rounds} {case:4} subscribers "
                 f"{result.requests_per_s:7.0f} req/s {cpu_us:5.0f} API worker CPU µs per hit"
             )
-    out.others = others_share(before, cpu_now(api, events, swarm))
+    out.others = others_share(before, cpu_now(api, events, swarm.pid))
     if held:
         out.released_s.append(close_and_wait(swarm, workers, idle_sockets, settings.heartbeat))
     return out
@@ -332,12 +332,13 @@ def fanout(
     progress(
         f"{count} open in {opened['seconds']:g}s; events worker RSS {rss_idle:.1f} -> {rss_held:.1f} MiB"
     )
-    cpu_before = (workers.cpu_seconds(), cpu_seconds(swarm.pid), cpu_now(*apps, swarm))
+    ours = (swarm.pid, int(strapi.env.get("STRAPI_PID", "0")))  # Strapi's part: the change, the webhook
+    cpu_before = (workers.cpu_seconds(), cpu_seconds(swarm.pid), cpu_now(*apps, *ours))
     requested = time.time()
     document_id = create_article(strapi, f"Bench events {int(requested)}")
     try:
         received = swarm.ask(f"wait {document_id} {RECEIVE_WITHIN:g}", timeout=RECEIVE_WITHIN + 60)
-        cpu_after = (workers.cpu_seconds(), cpu_seconds(swarm.pid), cpu_now(*apps, swarm))
+        cpu_after = (workers.cpu_seconds(), cpu_seconds(swarm.pid), cpu_now(*apps, *ours))
         swarm.ask("close", timeout=60)
     finally:
         delete_article(strapi, document_id)
