@@ -309,3 +309,16 @@ def test_a_stampede_on_a_cold_key_is_one_miss_and_coalesced_waiters(
     assert counted["miss"] == x_cache.count("MISS") == 1  # one Strapi call for everyone
     assert counted["coalesced"] >= 1  # Strapi takes long enough for some to wait on the holder
     assert counted["coalesced"] + counted["hit"] == 15
+
+
+def test_the_events_app_keeps_metrics_of_its_own(start_bff: Callable[..., Gunicorn], tmp_path: Path) -> None:
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    api = start_bff(cache_dir=shared, workers=1)
+    events = start_bff(cache_dir=shared, app="events_app", workers=1)  # gevent, its own directory
+    stream = {"tenant": "default", "route": "/api/events", "method": "GET", "status": "2xx"}
+    with event_stream(events):
+        wait_until(lambda: subscribers(events) == 1, 10, "the events app counting its subscriber")
+        assert value(scrape(events)[1], "bffproxy_requests_total", **stream) == 1
+        assert subscribers(api) == 0  # the API's workers hold no stream: its files are its own
+        assert value(scrape(api)[1], "bffproxy_requests_total", **stream) == 0
