@@ -40,7 +40,8 @@ def test_the_bench_holds_a_swarm_fans_one_strapi_change_out_and_measures_hits(
     before = children()
     result = events.run_on(strapi_live, webhook_port, tmp_path, SETTINGS)
     fan = result["fanout"]
-    assert (fan["subscribers"], fan["received"], fan["missed"], fan["ended"]) == (50, 50, 0, 0)
+    assert (fan["subscribers"], fan["opened"], fan["refused"], fan["failed"]) == (50, 50, {}, 0)
+    assert (fan["received"], fan["missed"], fan["ended"]) == (50, 0, 0)
     assert len(fan["latencies_ms"]) == 50 and fan["p50_ms"] <= fan["p99_ms"] <= fan["max_ms"]
     assert math.isfinite(fan["mib_per_1000"]) and fan["rss_idle_mib"] > 0
     for case in events.CASES:
