@@ -66,6 +66,10 @@ class EventsUnavailable(ServiceUnavailable):
     code, message = "events_unavailable", "The event log cannot be read right now."
 
 
+class TokenExpired(Unauthorized):
+    code, message = "token_expired", "The token behind this stream has expired; sign in again."
+
+
 class TooManySubscribers(ServiceUnavailable):
     code = "too_many_subscribers"
     message = "This worker holds as many event streams as it may; retry shortly."
@@ -187,6 +191,9 @@ def subscription_of(args: Mapping[str, Any], identity: Identity | None) -> Subsc
     named = args.get("collections")
     collections = named_collections(named, action) if named is not None else readable_collections(action)
     expires_at = identity.expires_at if identity is not None else 0.0
+    if expires_at and current_streams().now() >= expires_at:
+        # A ticket minted just before its token's exp, or a socket that outlived it: no replay either.
+        raise TokenExpired()
     return Subscription(current_tenant().name, collections, document_id, drafts, expires_at)
 
 

@@ -1,0 +1,64 @@
+"""Hostile clients of the event streams (issue 11): what an expired session, a client that never
+reads its socket, or a socket that takes part of a frame must never get from the server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+
+from .conftest import FakeClock
+from .test_event_tickets import ticket
+from .test_events_sse import append
+from .test_events_ws import connect, send, server  # noqa: F401  (server: a fixture)
+from .test_publishing import EDITOR, bearer, register_users
+from .test_publishing import SECRET as JWT_SECRET
+
+
+@pytest.fixture
+def config(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **config,
+        "COLLECTIONS": "articles,categories",
+        "STRAPI_JWT_SECRET": JWT_SECRET,
+        "POLICIES": {"articles": "read=public,drafts=editor"},
+        "EVENTS_MAX_SUBSCRIBERS": 2,
+    }
+
+
+@pytest.fixture
+def editor(strapi: responses.RequestsMock) -> dict[str, str]:
+    register_users(strapi)
+    return bearer(EDITOR)
+
+
+def test_a_ticket_redeemed_after_its_token_expired_replays_no_draft_event(
+    client: FlaskClient, app: Flask, editor: dict[str, str]
+) -> None:
+    """A ticket minted a second before the token's exp opens nothing after it: no replay, then end."""
+    append(app, "created", audience="drafts")
+    value = ticket(client, editor)
+    app.extensions["bffproxy.event_streams"].now = FakeClock(time.time() + 3601)  # exp + 1 s
+    answer = client.get(f"/api/events?drafts=true&collections=articles&lastEventId=0&ticket={value}")
+    assert answer.status_code == 401, answer.get_data(as_text=True)
+    assert answer.get_json()["error"]["code"] == "token_expired"
+
+
+def test_a_socket_whose_token_expired_gets_no_replay_when_it_subscribes_again(
+    server: str,  # noqa: F811  (the fixture imported above)
+    app: Flask,
+    editor: dict[str, str],
+) -> None:
+    """Unsubscribed, the socket stays open past the token's exp; a new subscribe must replay nothing."""
+    ws = connect(server, headers=editor)
+    assert send(ws, {"subscribe": {"drafts": True, "collections": ["articles"]}})["type"] == "subscribed"
+    assert send(ws, {"unsubscribe": {}})["type"] == "unsubscribed"
+    append(app, "created", audience="drafts")
+    app.extensions["bffproxy.event_streams"].now = FakeClock(time.time() + 3601)
+    again = send(ws, {"subscribe": {"drafts": True, "collections": ["articles"], "lastEventId": "0"}})
+    assert again["type"] == "error" and again["error"]["code"] == "token_expired", again
+    ws.close()
