@@ -349,6 +349,7 @@ class Outcome:
     live: bool = False  # the draft rows are published as saved: a collection without drafts
     first: bool = False  # first sight: what is cached may predate it, and nobody can say what changed
     touched: set[str] | None = None  # the known map's buckets read and changed (None: all)
+    unchanged: bool = False  # an idle view whose mark is as it was: nothing to write
 
 
 class Reconciler:
@@ -375,7 +376,8 @@ class Reconciler:
                 purge(self.tenant.name, collection=collection)
                 events.record(self.tenant.name, missed)
             for outcome in outcomes:
-                self.state.save(outcome.view, outcome.mark, outcome.known, outcome.touched)
+                if not outcome.unchanged:
+                    self.state.save(outcome.view, outcome.mark, outcome.known, outcome.touched)
             if found:
                 report.found[collection], report.missed[collection] = found, missed
         report.requests = self.views.requests
@@ -398,7 +400,8 @@ class Reconciler:
             rows, live = self.views.single(view)
             before = mark.recent if mark is not None else self._baseline_of(rows)
             new_mark = Mark(max(rows.values(), default=""), len(rows), rows)
-            return Outcome(view, diff(before, rows, complete=True), new_mark, None, live, first=mark is None)
+            found = diff(before, rows, complete=True)
+            return Outcome(view, found, new_mark, None, live, first=mark is None, unchanged=new_mark == mark)
         if mark is None:
             return self._baseline(view)
         since = _time_or_epoch(mark.watermark)
@@ -407,8 +410,9 @@ class Reconciler:
         since = min(since, self.since) if self.since else since
         rows, total, live = self.views.scan(view, since)
         fresh = {d: v for d, v in rows.items() if mark.recent.get(d) != v}
-        if not fresh and total == mark.count:
-            return Outcome(view, Diff(), self._mark(mark, rows, total), None, live)  # idle: one request
+        if not fresh and total == mark.count:  # idle: one request, and no write when nothing moved
+            idle = self._mark(mark, rows, total)
+            return Outcome(view, Diff(), idle, None, live, unchanged=idle == mark)
         known = self.state.known(view, mark, fresh)
         if known is None:
             return self._baseline(view)

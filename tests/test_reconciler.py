@@ -633,3 +633,20 @@ def test_a_tick_longer_than_its_interval_skips_no_interval(app: Flask, bff_clock
     bff_clock.advance(60)  # and two more intervals went by: no backlog replayed
     slot, _ = runner.next_slot()
     assert slot == int(bff_clock() // 30)
+
+
+def test_an_idle_pass_writes_only_its_outcome(
+    app: Flask, fake: FakeStrapi, monkeypatch: pytest.MonkeyPatch, bff_clock: FakeClock
+) -> None:
+    run(app)
+    bff_clock.advance(11)
+    run(app)  # settles
+    with app.app_context():
+        store = reconciler.records()
+    written: list[str] = []
+    call = store.call
+    monkeypatch.setattr(
+        store, "call", lambda m, *a, **k: (m == "set" and written.append(a[0])) or call(m, *a, **k)
+    )
+    run(app)
+    assert written == ["reconcile:default:status"]  # for /readyz: the last successful pass
