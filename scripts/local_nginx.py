@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +63,12 @@ def write_nginx_conf(
     listen_port: int,
     events_port: int | None = None,
     microcache: bool = False,
+    workers: str = "1",
 ) -> Path:
-    """A minimal nginx.conf in ``prefix`` that includes the rendered site inside ``http {}``."""
+    """A minimal nginx.conf in ``prefix`` that includes the rendered site inside ``http {}``.
+
+    ``workers``: worker_processes (one for tests; ``auto``, one per core, as deployed, for benchmarks).
+    """
     site = prefix / "bffproxy.conf"
     site.write_text(
         render_site_conf(upstream_port, listen_port, prefix, events_port=events_port, microcache=microcache)
@@ -69,8 +79,9 @@ def write_nginx_conf(
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
     conf.write_text(
-        f"{user}worker_processes 1;\nevents {{ worker_connections 1024; }}\n"
-        f"http {{\n{temp_paths}\n    include {site};\n}}\n"
+        f"{user}worker_processes {workers};\nevents {{ worker_connections 1024; }}\n"
+        # sendfile and tcp_nopush as in Debian's /etc/nginx/nginx.conf, which includes the site.
+        f"http {{\n{temp_paths}\n    sendfile on;\n    tcp_nopush on;\n    include {site};\n}}\n"
     )
     return conf
 
@@ -85,6 +96,47 @@ def nginx_command(prefix: Path, conf: Path, *extra: str) -> list[str]:
 def nginx_available() -> bool:
     """True when the nginx binary is installed (scripts/system-deps.sh installs it)."""
     return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
+
+
+@contextmanager
+def running_nginx(
+    prefix: Path,
+    upstream_port: int,
+    listen_port: int,
+    events_port: int | None = None,
+    microcache: bool = False,
+    workers: str = "1",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The shipped site served by nginx from ``prefix`` until the block ends (stopped, then killed)."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = write_nginx_conf(prefix, upstream_port, listen_port, events_port, microcache, workers)
+    with open(prefix / "nginx-stderr.log", "wb") as stderr:
+        process = subprocess.Popen(
+            nginx_command(prefix, conf), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+    try:
+        _wait_listening(process, listen_port)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)  # fast shutdown of master and workers
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 15) -> None:
+    """Until nginx accepts connections on ``port``; RuntimeError if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited with {process.returncode} (see nginx-stderr.log)")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nginx did not listen on {port} within {timeout}s")
 
 
 def main(argv: list[str]) -> None:

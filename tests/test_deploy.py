@@ -151,12 +151,21 @@ def test_the_events_unit_runs_the_events_app_like_the_api_unit_runs_the_api() ->
     api, events = UNIT.read_text().splitlines(), EVENTS_UNIT.read_text().splitlines()
     directives = {line.split("=", 1)[0] for line in api if "=" in line and not line.startswith("#")}
     # RuntimeDirectory differs on purpose: systemd removes it when its unit stops.
-    kept = {d for d in directives if d not in ("Description", "ExecStart", "After", "RuntimeDirectory")}
+    own = ("Description", "ExecStart", "ExecReload", "After", "RuntimeDirectory")
+    kept = {d for d in directives if d not in own}
     for name in kept:
         lines = [[line for line in unit if line.startswith(f"{name}=")] for unit in (api, events)]
         assert lines[0] == lines[1], name
     exec_start = next(line for line in events if line.startswith("ExecStart="))
     assert exec_start.endswith("-c /opt/bffproxy/gunicorn.events.conf.py wsgi:events_app")
+    for unit, conf, app in (
+        (api, "gunicorn.conf.py", "wsgi:app"),
+        (events, "gunicorn.events.conf.py", "wsgi:events_app"),
+    ):
+        # A reload checks the unit's own gunicorn file and app before the HUP (the HUP is the last step).
+        reload = [line for line in unit if line.startswith("ExecReload=")]
+        assert reload[-1] == "ExecReload=/bin/kill -HUP $MAINPID", reload
+        assert reload[0].endswith(f"-c /opt/bffproxy/{conf} --check-config {app}"), reload
     assert "LimitNOFILE=65536" in events
 
 

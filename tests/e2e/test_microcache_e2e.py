@@ -7,8 +7,6 @@ BFFPROXY_ACCEL_EXPIRES (1 s): after Strapi's webhook, nginx shows the new versio
 from __future__ import annotations
 
 import secrets
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,11 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.local_nginx import nginx_available, nginx_command, write_nginx_conf
+from scripts.local_nginx import nginx_available
 
-from .services import Gunicorn, Strapi, free_port, wait_until
+from .services import Gunicorn, Strapi, wait_until
 from .test_events_e2e import StrapiEditor
-from .test_nginx_e2e import Front, _listening
+from .test_nginx_e2e import Front, nginx_in_front_of
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")
 
@@ -32,20 +30,8 @@ LIFETIME = 1.0  # BFFPROXY_ACCEL_EXPIRES's default: the documented staleness bou
 def micro(start_bff: Callable[..., Gunicorn], webhook_port: int, tmp_path: Path) -> Iterator[Front]:
     """bffproxy on the port Strapi's webhooks target, behind the shipped site with the micro-cache on."""
     bff = start_bff(port=webhook_port, TRUSTED_PROXIES=1, ACCESS_LOG_FORMAT="text")
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    port = free_port()
-    conf = write_nginx_conf(prefix, upstream_port=bff.port, listen_port=port, microcache=True)
-    with open(prefix / "nginx-stderr.log", "wb") as stderr:
-        process = subprocess.Popen(
-            nginx_command(prefix, conf), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
-        )
-    try:
-        wait_until(lambda: process.poll() is None and _listening(port), 15, "nginx")
-        yield Front(port, bff, prefix)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
+    with nginx_in_front_of(bff, tmp_path, microcache=True) as front:
+        yield front
 
 
 @pytest.fixture

@@ -255,3 +255,51 @@ def test_an_unwritable_cache_dir_stops_the_start_once_with_one_line(installed: I
     assert shown == {"ExecMainStatus": "3", "NRestarts": "0", "ActiveState": "failed"}, shown
     log = installed.systemd.log("bffproxy.service").read_text()
     assert re.search(r"bffproxy: configuration error: BFFPROXY_CACHE_DIR .*/var/lib/bffproxy", log), log
+
+
+def test_a_broken_gunicorn_conf_fails_the_reload_and_the_server_keeps_serving(installed: Installed) -> None:
+    """On HUP, a gunicorn.conf.py that fails to load makes gunicorn exit with all its workers:
+    the unit checks it (gunicorn --check-config) before sending the HUP."""
+    conf = "/var/cache/e2e-conf/gunicorn.conf.py"  # the sandbox's /var/cache: a copy we may break
+    installed.systemd.run("sh", "-c", f"mkdir -p {Path(conf).parent} && cp {ROOT}/gunicorn.conf.py {conf}")
+    unit = installed.systemd.root / "units" / "bffproxy.service"
+    unit.write_text(unit.read_text().replace(f"{ROOT}/gunicorn.conf.py", conf))
+    installed.systemd.run("systemctl", "daemon-reload")
+    _start(installed, "bffproxy.service")
+    pid = installed.main_pid("bffproxy.service")
+    installed.systemd.run("sh", "-c", f"echo 'workers = (' >> {conf}")  # an edit half done
+    result = installed.systemd.run("systemctl", "reload", "bffproxy.service", check=False)
+    assert result.returncode != 0, "the reload should fail"
+    assert installed.systemd.show("bffproxy.service", "ActiveState") == {"ActiveState": "active"}
+    assert installed.main_pid("bffproxy.service") == pid
+    for _ in range(5):
+        assert requests.get(installed.url("/healthz"), timeout=10).status_code == 200
+    assert "Worker exiting" not in installed.systemd.log("bffproxy.service").read_text()
+
+
+def test_a_second_copy_of_the_unit_is_refused_and_leaves_the_first_intact(installed: Installed) -> None:
+    """An operator copies bffproxy.service to run a second instance and changes only the bind."""
+    _start(installed, "bffproxy.service")
+    assert requests.get(installed.url("/healthz"), timeout=10).status_code == 200  # a count to see
+    systemd, other = installed.systemd, installed.env_file.with_name("second.env")
+    other.write_text(f"GUNICORN_BIND=127.0.0.1:{free_port()}\n")
+    text = sandboxed(
+        (UNITS / "bffproxy.service").read_text(), installed.env_file, systemd.log("second.service")
+    )
+    text = text.replace(
+        f"EnvironmentFile={installed.env_file}\n",
+        f"EnvironmentFile={installed.env_file}\nEnvironmentFile={other}\n",
+    )
+    (systemd.root / "units" / "second.service").write_text(text)
+    systemd.run("systemctl", "daemon-reload")
+    assert systemd.run("systemctl", "start", "second.service", check=False).returncode != 0
+    shown = systemd.show("second.service", "ExecMainStatus", "NRestarts", "ActiveState")
+    assert shown == {"ExecMainStatus": "3", "NRestarts": "0", "ActiveState": "failed"}, shown
+    assert (
+        "PROMETHEUS_MULTIPROC_DIR '/run/bffproxy/metrics' is in use"
+        in systemd.log("second.service").read_text()
+    )
+    # The first keeps its metrics directory and control socket (RuntimeDirectoryPreserve=yes).
+    assert {"gunicorn.ctl", "metrics"} <= set(systemd.run("ls", "/run/bffproxy").stdout.split())
+    metrics = requests.get(installed.url("/metrics"), timeout=10)
+    assert metrics.status_code == 200 and "bffproxy_requests_total" in metrics.text
