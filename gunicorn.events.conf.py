@@ -26,7 +26,8 @@ globals().update({name: value for name, value in _api.items() if not name.starts
 
 bind = os.environ.get("GUNICORN_EVENTS_BIND", "127.0.0.1:8081")
 worker_class = "gevent"
-# One worker holds 10,000 streams in about 250 MiB (make bench-events); more workers spread CPU.
+# One worker holds 10,000 streams in about 280 MiB, 22.5 MiB per 1,000 (make bench-events); more
+# workers spread the fan-out's CPU.
 workers = int(os.environ.get("GUNICORN_EVENTS_WORKERS", "1"))
 # gevent's limit on open connections per worker; BFFPROXY_EVENTS_MAX_SUBSCRIBERS answers 503 first.
 worker_connections = int(os.environ.get("GUNICORN_EVENTS_WORKER_CONNECTIONS", "12000"))
