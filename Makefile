@@ -5,7 +5,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps strapi run test unit lint bench bench-store bench-media bench-tenants soak clean
+.PHONY: install system-deps strapi run test unit lint bench bench-store bench-media bench-tenants bench-events \
+	bench-metrics bench-reconcile bench-microcache soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -59,6 +60,20 @@ bench-tenants: install
 # 1,000 subscribers, hits >= 0.8x). Options: BENCH_EVENTS_ARGS="--subscribers 2000".
 bench-events: install
 	$(BIN)/python bench/events.py $(BENCH_EVENTS_ARGS)
+
+# Fresh-hit throughput with metrics on and off, interleaved rounds (issue 13's target: <= 5% cost).
+bench-metrics: install
+	$(BIN)/python bench/metrics.py
+
+# The reconciler: Strapi requests per interval for 10 idle collections, and the time from a missed
+# change to fresh content over 20 changes (issue 12).
+bench-reconcile: install
+	$(BIN)/python -m bench.reconcile
+
+# The optional nginx micro-cache beside bffproxy alone: public list hits and the longest stale read
+# after a webhook (issue 13's targets: >= 5x, <= 1 s).
+bench-microcache: install
+	$(BIN)/python bench/microcache.py
 
 # Mixed traffic through bffproxy to a fresh Strapi for SOAK_SECONDS (600); not part of `make test`
 # (the suite runs the same code for 45 s: tests/e2e/test_soak_e2e.py). Exit 1 if a target is missed.
