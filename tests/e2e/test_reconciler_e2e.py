@@ -6,6 +6,9 @@ by its first pass."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from .services import Gunicorn, Strapi, login, wait_until
+from .services import Gunicorn, Strapi, bff_env, login, wait_until
 from .test_events_e2e import POLICY, SseClient, StrapiEditor
 
 INTERVAL = 1  # seconds between passes in these tests
@@ -255,3 +258,27 @@ def test_counting_by_documentid_prefix_finds_a_deletion_on_the_real_strapi(
     assert all(doc.startswith(b) for b in buckets) and buckets
     listed = {d for b in buckets for d in views.listing(view, b)[0]}
     assert doc not in listed and {d for d in before if d.startswith(buckets[0])} - listed == {doc}
+
+
+def test_the_command_finds_what_changed_since_the_last_pass_and_since_a_time(
+    strapi_live: Strapi, in_strapi: StrapiEditor, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BFFPROXY_")}
+    env |= bff_env(strapi_live, tmp_path, RECONCILE_INTERVAL="0")  # the command alone, as under cron
+
+    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).parent / "bffproxy"), "reconcile", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    first = reconcile()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "[default] nothing changed; 3 Strapi requests"  # first sight: listings
+    doc = in_strapi.create(title(), draft=True)
+    second = reconcile("--tenant", "default")
+    assert f"articles: 1 found, 1 missed by webhooks (created {doc})" in second.stdout
+    fresh = tmp_path / "fresh"  # a new store: --since announces what changed after that time
+    fresh.mkdir()
+    env["BFFPROXY_CACHE_DIR"] = str(fresh)
+    third = reconcile("--since", "2000-01-01T00:00:00Z")
+    assert "articles: " in third.stdout and doc in third.stdout
+    assert reconcile("--since", "soon").returncode == 2
