@@ -87,7 +87,7 @@ def purge_cache() -> Response:
         document_id=_optional(body, "documentId", str),
         everything=bool(everything),
     )
-    metrics.INVALIDATIONS.labels(tenant.name, "admin").inc(len(result["invalidated"]))
+    metrics.count(metrics.INVALIDATIONS, tenant.name, "admin", by=len(result["invalidated"]))
     log.info("admin purge from %s: %s", request.remote_addr, result)
     response = jsonify(purged=result)
     response.headers["Cache-Control"] = "no-store"

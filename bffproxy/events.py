@@ -170,7 +170,7 @@ def record(tenant: str, changes: list[Change]) -> list[str]:
         fields = wire_fields(tenant, change, audience)
         try:
             ids.append(event_log().append(tenant, fields))
-            metrics.EVENTS_PUBLISHED.labels(tenant).inc()
+            metrics.count(metrics.EVENTS_PUBLISHED, tenant)
         except Exception as exc:  # sqlite3.Error, redis errors: the change itself happened
             log.error(
                 "event %s %s %s not logged: %r", change.type, change.collection, change.document_id, exc

@@ -222,15 +222,15 @@ class IdempotencyStore:
                 self._put(key, record)
                 return Claim(key, scope, owner, record)
             if record.fingerprint != request_fingerprint:
-                metrics.IDEMPOTENCY_CONFLICTS.labels(tenant, "key_reused").inc()
+                metrics.count(metrics.IDEMPOTENCY_CONFLICTS, tenant, "key_reused")
                 raise IdempotencyKeyReused()
             if record.state == DONE:
-                metrics.IDEMPOTENCY_REPLAYS.labels(tenant).inc()
+                metrics.count(metrics.IDEMPOTENCY_REPLAYS, tenant)
                 return Claim(key, scope, owner, record)
             try:
                 self._refuse_while_unsettled(record, now)
             except IdempotencyInFlight:
-                metrics.IDEMPOTENCY_CONFLICTS.labels(tenant, "in_flight").inc()
+                metrics.count(metrics.IDEMPOTENCY_CONFLICTS, tenant, "in_flight")
                 raise
             record = replace(
                 record,

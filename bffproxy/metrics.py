@@ -33,7 +33,7 @@ import time
 import weakref
 from collections import Counter as CountOf
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -259,22 +259,49 @@ def _counters_of(tenant: str, route: str, method: str, status: str, cache: str |
     return (answered,) if cache is None else (answered, CACHE_ANSWERS.labels(tenant, cache))
 
 
+def count(counter: Counter, *labels: str, by: float = 1.0) -> None:
+    """Add ``by`` to ``counter`` for ``labels``; a metric that cannot be written never fails a request."""
+    with _written():
+        counter.labels(*labels).inc(by)
+
+
+@contextlib.contextmanager
+def _written() -> Iterator[None]:
+    """Log a failed write to the metric files (once a minute at most) and never pass it on.
+
+    The directory removed under a running server, a full disk: a lost count is better than a lost
+    webhook.
+    """
+    try:
+        yield
+    except Exception:
+        now = time.monotonic()
+        if now - _last_failure[0] >= 60:
+            _last_failure[0] = now
+            log.exception("writing a metric failed (%s %s)", MULTIPROC_ENV, MULTIPROCESS_DIR)
+
+
+_last_failure = [-60.0]
+
+
 def reconciled(tenant: str, missed: Mapping[str, Iterable[Any]] | None) -> None:
     """One reconcile pass: failed (None), or ok with the changes no webhook reported, per collection."""
-    RECONCILE_RUNS.labels(tenant, "failed" if missed is None else "ok").inc()
+    count(RECONCILE_RUNS, tenant, "failed" if missed is None else "ok")
     for changes in (missed or {}).values():
         for change in changes:
-            RECONCILE_FINDINGS.labels(tenant, change.type).inc()
+            count(RECONCILE_FINDINGS, tenant, change.type)
 
 
 def subscriber_joined() -> None:
     """An event stream took one of this worker's slots (event_feed.Streams.admit)."""
-    _subscribers_gauge().inc()
+    with _written():
+        _subscribers_gauge().inc()
 
 
 def subscriber_left() -> None:
     """An event stream gave its slot back (event_feed.Streams.release)."""
-    _subscribers_gauge().dec()
+    with _written():
+        _subscribers_gauge().dec()
 
 
 def _subscribers_gauge() -> Gauge:
@@ -308,10 +335,11 @@ def note_cache(x_cache: str | None) -> None:
 
 def strapi_call(tenant: str, outcome: str, seconds: float) -> None:
     """Record one call to Strapi: latency by outcome, errors by kind, and the request's upstream time."""
-    STRAPI_SECONDS.labels(tenant, outcome).observe(seconds)
+    with _written():
+        STRAPI_SECONDS.labels(tenant, outcome).observe(seconds)
     kind = ERROR_KINDS.get(outcome)
     if kind is not None:
-        UPSTREAM_ERRORS.labels(tenant, kind).inc()
+        count(UPSTREAM_ERRORS, tenant, kind)
     if has_request_context():
         request.environ[UPSTREAM] = request.environ.get(UPSTREAM, 0.0) + seconds
 
@@ -338,7 +366,8 @@ def webhook_lag(tenant: str, body: Any, now: float | None = None) -> None:
     if at.tzinfo is None:
         return  # Strapi always sends UTC with Z; a time without a zone says nothing
     received = time.time() if now is None else now
-    WEBHOOK_LAG.labels(tenant).observe(max(0.0, received - at.timestamp()))  # clocks may disagree
+    with _written():
+        WEBHOOK_LAG.labels(tenant).observe(max(0.0, received - at.timestamp()))  # clocks may disagree
 
 
 # -- gunicorn's side -----------------------------------------------------------------------------

@@ -441,7 +441,7 @@ def read_your_writes(collection: str) -> bool:
     except StoreUnavailable as exc:  # reads bypass a store that is down, so nothing stale is served
         log.error("invalidation of %s after a write failed: %s", collection, exc)
         return False
-    metrics.INVALIDATIONS.labels(tenant, "write").inc(len(dropped))
+    metrics.count(metrics.INVALIDATIONS, tenant, "write", by=len(dropped))
     return True
 
 

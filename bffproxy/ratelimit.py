@@ -155,7 +155,7 @@ class RateLimiter:
             log.warning("rate-limit store failed (%s); letting %s through", exc, key)
             return
         if count > limit.count:
-            metrics.RATE_LIMITED.labels(current_tenant().name, bucket).inc()
+            metrics.count(metrics.RATE_LIMITED, current_tenant().name, bucket)
             retry_after = max(1, math.ceil(closes_in))
             raise TooManyRequests(
                 f"Too many requests: at most {limit.count} per {limit.window} s; retry in {retry_after} s.",

@@ -191,7 +191,7 @@ def newest_published(collection: str) -> dict[str, Any] | None:
 def strapi_webhook() -> Response:
     """Receive one Strapi webhook and invalidate what it changed."""
     tenant = current_tenant().name
-    metrics.WEBHOOKS_RECEIVED.labels(tenant).inc()
+    metrics.count(metrics.WEBHOOKS_RECEIVED, tenant)
     try:
         _authenticate()
         sent = json_or_none(force=True)
@@ -199,9 +199,9 @@ def strapi_webhook() -> Response:
         body, status = _apply(Delivery.parse(sent))
     except ApiError as exc:
         log.warning("webhook refused with %s (%s): %s", exc.status, exc.code, exc.message)
-        metrics.WEBHOOKS_REJECTED.labels(tenant, exc.code).inc()
+        metrics.count(metrics.WEBHOOKS_REJECTED, tenant, exc.code)
         raise
-    metrics.INVALIDATIONS.labels(tenant, "webhook").inc(len(body["invalidated"]))
+    metrics.count(metrics.INVALIDATIONS, tenant, "webhook", by=len(body["invalidated"]))
     log.info(
         "webhook %s %s %s -> invalidated %s",
         body["event"],

@@ -145,6 +145,24 @@ def test_a_fault_while_counting_never_costs_the_answer(app: Flask, monkeypatch: 
     assert app.test_client().get("/healthz").status_code == 200
 
 
+def test_metric_files_that_cannot_be_written_never_fail_a_request(
+    client: FlaskClient, strapi: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def gone(*labels: str) -> Any:
+        raise FileNotFoundError("the metrics directory was removed")
+
+    for metric in (metrics.WEBHOOKS_RECEIVED, metrics.INVALIDATIONS, metrics.STRAPI_SECONDS):
+        monkeypatch.setattr(metric, "labels", gone)
+    monkeypatch.setattr(metrics, "_last_failure", [-60.0])
+    strapi.get(f"{STRAPI}/api/articles", json=strapi_list("a"))
+    with pytest.MonkeyPatch.context() as quiet:
+        logged: list[str] = []
+        quiet.setattr(metrics.log, "exception", lambda message, *args: logged.append(message % args))
+        assert webhook(client, "hook-secret", ENTRY).status_code == 200
+        assert client.get("/api/articles").status_code == 200
+    assert len(logged) == 1 and "writing a metric failed" in logged[0]  # once a minute at most
+
+
 def test_answers_are_counted_once_written_and_a_scrape_writes_them_first(client: FlaskClient) -> None:
     labels = {"tenant": "default", "route": "/healthz", "method": "GET", "status": "2xx"}
     before = requests_counted(**labels)
