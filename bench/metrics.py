@@ -21,15 +21,12 @@ figure, not a failure.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import requests
@@ -42,7 +39,7 @@ if __name__ == "__main__":  # the in-process apps count as gunicorn's workers do
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-metrics-"))
 
 from bench import measure, tenants  # noqa: E402
-from bench.run import knobs_from_env, progress  # noqa: E402
+from bench.run import progress  # noqa: E402
 from bench.stack import WORKERS, bench_targets, fresh_strapi, hits_env, started  # noqa: E402
 from bench.tenants import (  # noqa: E402
     WRK_THREADS,
@@ -163,27 +160,10 @@ def markdown(result: dict[str, Any]) -> str:
     )
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: every process gets stopped
-
-
 def main() -> int:
     """Run, print and save; 0 when it ran (a missed target is a figure, not a failure)."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    micro_rounds = max(1, min(int(os.environ.get("BENCH_MICRO_ROUNDS", "60")), 400))
-    try:
-        result = measure_all(knobs_from_env(duration="3", rounds="10"), micro_rounds)
-    except KeyboardInterrupt:
-        progress("interrupted; every process was stopped")
-        return 130
-    text = markdown(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "metrics.md").write_text(text, encoding="utf-8")
-    (RESULTS / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(text)
-    print(f"target: metrics on / off >= {TARGET} (met: wrk / worker CPU)")
-    print(f"written: {RESULTS}/metrics.{{md,json}}")
-    return 0
+    targets = f"target: metrics on / off >= {TARGET} (met: wrk / worker CPU)"
+    return tenants.run_and_save("metrics", measure_all, markdown, targets)
 
 
 if __name__ == "__main__":

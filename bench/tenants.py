@@ -42,7 +42,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,20 +488,31 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main() -> int:
     """Run, print and save; 0 when it ran (a missed target is a figure, not a failure)."""
+    targets = f"targets: 3 tenants / 1 tenant >= {TARGET}; CORS / no CORS >= {TARGET} (met: wrk / worker CPU)"
+    return run_and_save("tenants", measure_all, markdown, targets)
+
+
+def run_and_save(
+    name: str,
+    measure_with: Callable[[measure.Knobs, int], dict[str, Any]],
+    tables: Callable[[dict[str, Any]], str],
+    targets: str,
+) -> int:
+    """Measure, print and save as bench/results/<name>.{md,json}; 130 when interrupted, else 0."""
     signal.signal(signal.SIGTERM, _interrupt)
     micro_rounds = max(1, min(int(os.environ.get("BENCH_MICRO_ROUNDS", "60")), 400))
     try:  # more, shorter wrk rounds than `make bench`: pairs taken closer together cancel more noise
-        result = measure_all(knobs_from_env(duration="3", rounds="10"), micro_rounds)
+        result = measure_with(knobs_from_env(duration="3", rounds="10"), micro_rounds)
     except KeyboardInterrupt:
         progress("interrupted; every process was stopped")
         return 130
-    text = markdown(result)
+    text = tables(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tenants.md").write_text(text, encoding="utf-8")
-    (RESULTS / "tenants.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(text)
-    print(f"targets: 3 tenants / 1 tenant >= {TARGET}; CORS / no CORS >= {TARGET} (met: wrk / worker CPU)")
-    print(f"written: {RESULTS}/tenants.{{md,json}}")
+    print(targets)
+    print(f"written: {RESULTS}/{name}.{{md,json}}")
     return 0
 
 
