@@ -206,7 +206,7 @@ class Observed:
             if _flusher_pid[0] != os.getpid():
                 _start_flusher()
         except Exception:
-            log.exception("counting a request failed")
+            _failed("counting a request")
 
     def write(self) -> None:
         """Add the queued answers to the counters, one increment per label tuple."""
@@ -230,10 +230,8 @@ _flusher_lock = threading.Lock()
 def flush() -> None:
     """Write every answer this process has queued to the metric files (or this process's registry)."""
     for observer in list(_observers):
-        try:
+        with _written():
             observer.write()
-        except Exception:
-            log.exception("writing the counted requests failed")
 
 
 def _start_flusher() -> None:
@@ -275,10 +273,15 @@ def _written() -> Iterator[None]:
     try:
         yield
     except Exception:
-        now = time.monotonic()
-        if now - _last_failure[0] >= 60:
-            _last_failure[0] = now
-            log.exception("writing a metric failed (%s %s)", MULTIPROC_ENV, MULTIPROCESS_DIR)
+        _failed("writing a metric")
+
+
+def _failed(what: str) -> None:
+    """Log the exception being handled, once a minute at most (it may repeat on every request)."""
+    now = time.monotonic()
+    if now - _last_failure[0] >= 60:
+        _last_failure[0] = now
+        log.exception("%s failed (%s %s)", what, MULTIPROC_ENV, MULTIPROCESS_DIR)
 
 
 _last_failure = [-60.0]

@@ -160,7 +160,7 @@ def test_metric_files_that_cannot_be_written_never_fail_a_request(
         quiet.setattr(metrics.log, "exception", lambda message, *args: logged.append(message % args))
         assert webhook(client, "hook-secret", ENTRY).status_code == 200
         assert client.get("/api/articles").status_code == 200
-    assert len(logged) == 1 and "writing a metric failed" in logged[0]  # once a minute at most
+    assert len(logged) == 1 and logged[0].startswith("writing a metric failed")  # once a minute at most
 
 
 def test_answers_are_counted_once_written_and_a_scrape_writes_them_first(client: FlaskClient) -> None:
