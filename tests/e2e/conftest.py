@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .services import Gunicorn, RedisServer, Strapi, bff_env, free_port, login
+from .services import Gunicorn, RedisServer, Strapi, StrapiEditor, bff_env, free_port, login
 
 pytestmark = pytest.mark.e2e
 
@@ -98,3 +98,20 @@ def editor(strapi_live: Strapi) -> dict[str, str]:
 def reader(strapi_live: Strapi) -> dict[str, str]:
     """The Authorization header of the seeded reader (Strapi role ``authenticated``)."""
     return login(strapi_live, "reader", "Reader-Passw0rd!")
+
+
+@pytest.fixture
+def strapi_editor(strapi_live: Strapi) -> Iterator[StrapiEditor]:
+    """Changes made in the real Strapi itself (REST, admin API); what it created is deleted after."""
+    editor = StrapiEditor(strapi_live)
+    yield editor
+    editor.cleanup()
+
+
+@pytest.fixture
+def subscribers() -> Iterator[list[Any]]:
+    """Event subscribers (subscribers.py) the test opens; each is closed after it."""
+    opened: list[Any] = []
+    yield opened
+    for subscriber in opened:
+        subscriber.close()

@@ -261,3 +261,72 @@ def login(strapi: Strapi, username: str, password: str) -> dict[str, str]:
     )
     assert answer.status_code == 200, answer.text
     return {"Authorization": f"Bearer {answer.json()['jwt']}"}
+
+
+# The seeded Strapi's admin (strapi/ scripts): its content-manager API unpublishes.
+STRAPI_ADMIN = ("admin@example.com", "Admin-Passw0rd!")
+
+
+_ADMIN_TOKENS: dict[str, str] = {}
+
+
+def admin_token(strapi: Strapi) -> str:
+    """One admin sign-in per Strapi and session: Strapi rate-limits /admin/login (429 past 5)."""
+    if strapi.url not in _ADMIN_TOKENS:
+        answer = requests.post(
+            f"{strapi.url}/admin/login",
+            json={"email": STRAPI_ADMIN[0], "password": STRAPI_ADMIN[1]},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        _ADMIN_TOKENS[strapi.url] = answer.json()["data"]["token"]
+    return _ADMIN_TOKENS[strapi.url]
+
+
+class StrapiEditor:
+    """Changes made in Strapi itself: REST with the API token, unpublish through the admin API."""
+
+    def __init__(self, strapi: Strapi) -> None:
+        self.strapi = strapi
+        self.rest = {"Authorization": f"Bearer {strapi.api_token}"}
+        self.admin = {"Authorization": f"Bearer {admin_token(strapi)}"}
+        self.created: list[str] = []
+
+    def create(self, title: str, *, draft: bool = False) -> str:
+        query = "?status=draft" if draft else ""
+        answer = requests.post(
+            f"{self.strapi.url}/api/articles{query}",
+            json={"data": {"title": title}},
+            headers=self.rest,
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        doc = str(answer.json()["data"]["documentId"])
+        self.created.append(doc)
+        return doc
+
+    def edit(self, doc: str, *, draft: bool = False, **data: Any) -> None:
+        query = "?status=draft" if draft else ""
+        answer = requests.put(
+            f"{self.strapi.url}/api/articles/{doc}{query}", json={"data": data}, headers=self.rest, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+
+    def publish(self, doc: str) -> None:
+        self._action(doc, "publish")
+
+    def unpublish(self, doc: str) -> None:
+        self._action(doc, "unpublish")
+
+    def _action(self, doc: str, action: str) -> None:
+        path = f"content-manager/collection-types/api::article.article/{doc}/actions/{action}"
+        answer = requests.post(f"{self.strapi.url}/{path}", json={}, headers=self.admin, timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    def delete(self, doc: str) -> None:
+        answer = requests.delete(f"{self.strapi.url}/api/articles/{doc}", headers=self.rest, timeout=10)
+        assert answer.status_code == 204, answer.text
+
+    def cleanup(self) -> None:
+        for doc in self.created:
+            requests.delete(f"{self.strapi.url}/api/articles/{doc}", headers=self.rest, timeout=10)

@@ -11,52 +11,17 @@ subscribers through Redis.
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import websocket
 
-from .services import Gunicorn, Strapi, login
-from .test_events_e2e import DEADLINE, POLICY, SseClient, StrapiEditor, kinds, title
-
-
-class WsClient:
-    """A WebSocket subscriber: frames (events and control answers) into a queue."""
-
-    def __init__(self, url: str, subscribe: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        header = [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self.ws = websocket.create_connection(url, header=header, timeout=30)
-        self.ws.send(json.dumps({"subscribe": subscribe}))
-        ack = json.loads(self.ws.recv())
-        assert ack["type"] == "subscribed", ack
-        self.frames: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            while True:
-                self.frames.put(json.loads(self.ws.recv()))
-        except (websocket.WebSocketException, OSError, ValueError):
-            pass  # closed by the test
-
-    def take(self, count: int) -> list[tuple[str, str]]:
-        frames = [self.frames.get(timeout=DEADLINE) for _ in range(count)]
-        return [(f["type"], f["documentId"]) for f in frames]
-
-    def nothing_more(self) -> None:
-        with pytest.raises(queue.Empty):
-            extra = self.frames.get(timeout=1.0)
-            raise AssertionError(f"unexpected frame {extra}")
-
-    def close(self) -> None:
-        self.ws.close()
+from .services import Gunicorn, Strapi, StrapiEditor, login
+from .subscribers import SseClient, WsClient, kinds, title
+from .test_events_e2e import POLICY
 
 
 @dataclass
@@ -80,36 +45,21 @@ def deployment(start_bff: Callable[..., Gunicorn], webhook_port: int, tmp_path: 
     return Deployment(api, events)
 
 
-@pytest.fixture
-def in_strapi(strapi_live: Strapi) -> Iterator[StrapiEditor]:
-    editor = StrapiEditor(strapi_live)
-    yield editor
-    editor.cleanup()
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Any]]:
-    opened: list[Any] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def test_sse_and_websocket_subscribers_each_get_one_event_per_change_in_order(
-    deployment: Deployment, in_strapi: StrapiEditor, closing: list[Any]
+    deployment: Deployment, strapi_editor: StrapiEditor, subscribers: list[Any]
 ) -> None:
     sse = SseClient(f"{deployment.events.url}/api/events?collections=articles")
     ws = WsClient(deployment.ws_url(), {"collections": ["articles"]})
-    closing += [sse, ws]
-    doc = in_strapi.create(title())
-    in_strapi.edit(doc, title=title())
+    subscribers += [sse, ws]
+    doc = strapi_editor.create(title())
+    strapi_editor.edit(doc, title=title())
     expected = [("published", doc), ("published", doc)]
     assert kinds(sse.take(2)) == expected and ws.take(2) == expected
-    in_strapi.unpublish(doc)
+    strapi_editor.unpublish(doc)
     assert kinds(sse.take(1)) == [("unpublished", doc)] and ws.take(1) == [("unpublished", doc)]
-    in_strapi.publish(doc)
+    strapi_editor.publish(doc)
     assert kinds(sse.take(1)) == [("published", doc)] and ws.take(1) == [("published", doc)]
-    in_strapi.delete(doc)
+    strapi_editor.delete(doc)
     assert kinds(sse.take(1)) == [("deleted", doc)] and ws.take(1) == [("deleted", doc)]
     sse.nothing_more()
     ws.nothing_more()
@@ -117,18 +67,18 @@ def test_sse_and_websocket_subscribers_each_get_one_event_per_change_in_order(
 
 
 def test_a_client_that_refetches_on_every_event_never_reads_the_old_version(
-    deployment: Deployment, in_strapi: StrapiEditor, closing: list[Any]
+    deployment: Deployment, strapi_editor: StrapiEditor, subscribers: list[Any]
 ) -> None:
     sse = SseClient(f"{deployment.events.url}/api/events?collections=articles")
-    closing.append(sse)
-    doc = in_strapi.create(title())
+    subscribers.append(sse)
+    doc = strapi_editor.create(title())
     sse.take(1)
     url = f"{deployment.api.url}/api/articles/{doc}"
     assert requests.get(url, timeout=10).status_code == 200  # cached now
     stale = []
     for _ in range(6):
         expected = title()
-        in_strapi.edit(doc, title=expected)
+        strapi_editor.edit(doc, title=expected)
         assert kinds(sse.take(1)) == [("published", doc)]
         got = requests.get(url, timeout=10).json()["data"]["title"]
         if got != expected:
@@ -137,7 +87,7 @@ def test_a_client_that_refetches_on_every_event_never_reads_the_old_version(
 
 
 def test_a_ticket_from_the_api_opens_a_drafts_stream_on_the_events_app_once(
-    deployment: Deployment, strapi_live: Strapi, in_strapi: StrapiEditor, closing: list[Any]
+    deployment: Deployment, strapi_live: Strapi, strapi_editor: StrapiEditor, subscribers: list[Any]
 ) -> None:
     editor = login(strapi_live, "editor", "Editor-Passw0rd!")
     answer = requests.post(f"{deployment.api.url}/api/events/ticket", headers=editor, timeout=10)
@@ -145,25 +95,29 @@ def test_a_ticket_from_the_api_opens_a_drafts_stream_on_the_events_app_once(
     ticket = answer.json()["ticket"]
     url = f"{deployment.events.url}/api/events?drafts=true&collections=articles&ticket={ticket}"
     drafts = SseClient(url)
-    closing.append(drafts)
-    doc = in_strapi.create(title(), draft=True)
+    subscribers.append(drafts)
+    doc = strapi_editor.create(title(), draft=True)
     assert kinds(drafts.take(1)) == [("created", doc)]
     again = requests.get(url, timeout=10)
     assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_ticket"
 
 
 def test_last_event_id_replays_exactly_the_missed_changes_across_a_restart(
-    deployment: Deployment, in_strapi: StrapiEditor, closing: list[Any]
+    deployment: Deployment, strapi_editor: StrapiEditor, subscribers: list[Any]
 ) -> None:
     url = f"{deployment.events.url}/api/events?collections=articles"
     first = SseClient(url)
-    doc = in_strapi.create(title())
+    doc = strapi_editor.create(title())
     (seen,) = first.take(1)
     first.close()
     deployment.events.stop()
     observer = SseClient(f"{deployment.api.url}/api/events?collections=articles")  # the API serves it too
-    closing.append(observer)
-    for change in (in_strapi.unpublish, in_strapi.publish, lambda d: in_strapi.edit(d, title=title())):
+    subscribers.append(observer)
+    for change in (
+        strapi_editor.unpublish,
+        strapi_editor.publish,
+        lambda d: strapi_editor.edit(d, title=title()),
+    ):
         change(doc)
         observer.take(1)  # one at a time: Strapi posts a change's webhooks concurrently
     observer.close()
@@ -171,9 +125,9 @@ def test_last_event_id_replays_exactly_the_missed_changes_across_a_restart(
     deployment.api.start()
     deployment.events.start()
     again = SseClient(url, {"Last-Event-ID": seen["data"]["id"]})
-    closing.append(again)
+    subscribers.append(again)
     assert [e["event"] for e in again.take(3)] == ["unpublished", "published", "published"]
-    in_strapi.delete(doc)
+    strapi_editor.delete(doc)
     assert kinds(again.take(1)) == [("deleted", doc)]
     again.nothing_more()
 
@@ -182,8 +136,8 @@ def test_an_event_received_by_instance_a_reaches_subscribers_of_instance_b_throu
     start_bff: Callable[..., Gunicorn],
     webhook_port: int,
     redis_server: Any,
-    in_strapi: StrapiEditor,
-    closing: list[Any],
+    strapi_editor: StrapiEditor,
+    subscribers: list[Any],
 ) -> None:
     redis = {"REDIS_URL": redis_server.url, **SETTINGS}
     start_bff(port=webhook_port, **redis)  # instance A: Strapi's webhooks come here
@@ -191,21 +145,24 @@ def test_an_event_received_by_instance_a_reaches_subscribers_of_instance_b_throu
     sse = SseClient(f"{instance_b.url}/api/events?collections=articles")
     ws_url = instance_b.url.replace("http://", "ws://") + "/api/events/ws"
     ws = WsClient(ws_url, {"collections": ["articles"]})
-    closing += [sse, ws]
-    doc = in_strapi.create(title())
+    subscribers += [sse, ws]
+    doc = strapi_editor.create(title())
     assert kinds(sse.take(1)) == [("published", doc)] and ws.take(1) == [("published", doc)]
     sse.nothing_more()  # no resync: a subscriber that joined an empty stream missed nothing
 
 
 def test_a_publish_webhook_without_its_entry_is_resolved_by_one_look_up_in_the_real_strapi(
-    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, in_strapi: StrapiEditor, closing: list[Any]
+    start_bff: Callable[..., Gunicorn],
+    strapi_live: Strapi,
+    strapi_editor: StrapiEditor,
+    subscribers: list[Any],
 ) -> None:
     """Strapi issue 25387: ``"entry": null``. This API is not on the webhook port, so the real
     webhook never reaches it; the body Strapi sends in that case is posted by hand."""
     api = start_bff(**SETTINGS)
     sse = SseClient(f"{api.url}/api/events?collections=articles")
-    closing.append(sse)
-    doc = in_strapi.create(title())
+    subscribers.append(sse)
+    doc = strapi_editor.create(title())
     body = {
         "event": "entry.publish",
         "createdAt": "2026-12-06T00:00:00.000Z",

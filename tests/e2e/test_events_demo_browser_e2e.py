@@ -29,8 +29,7 @@ from bffproxy import events_demo
 from tests.test_deploy import nginx_available, nginx_command, write_nginx_conf
 
 from .browser import chromium, static_site
-from .services import Gunicorn, Strapi, free_port, wait_until
-from .test_events_e2e import StrapiEditor
+from .services import Gunicorn, StrapiEditor, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "var" / "screenshots" / "events-demo.png"
@@ -105,13 +104,6 @@ def front(start_bff: Callable[..., Gunicorn], webhook_port: int, tmp_path: Path)
         yield running
 
 
-@pytest.fixture
-def in_strapi(strapi_live: Strapi) -> Iterator[StrapiEditor]:
-    editor = StrapiEditor(strapi_live)
-    yield editor
-    editor.cleanup()
-
-
 def shown(browser: Any) -> dict[str, Any]:
     """What the page shows: connection state, articles (title, id, highlighted), problem, events."""
     return browser.execute_script(  # type: ignore[no-any-return]
@@ -171,23 +163,23 @@ def keep_screenshot(browser: Any, tmp_path: Path) -> Path:
 
 
 def test_the_page_shows_an_edit_and_a_publish_made_in_strapi_live(
-    front: Front, in_strapi: StrapiEditor, tmp_path: Path
+    front: Front, strapi_editor: StrapiEditor, tmp_path: Path
 ) -> None:
     mark = uuid.uuid4().hex[:8]
-    doc = in_strapi.create(f"Demo article {mark}")
+    doc = strapi_editor.create(f"Demo article {mark}")
     with chromium(tmp_path / "profile") as browser:
         browser.set_window_size(1000, 900)
         browser.get(f"{front.url}/events/demo")
         wait_shown(browser, lambda page: page["state"] == "live" and titled(f"Demo article {mark}")(page))
 
         edited = f"Edited <b>in Strapi</b> {mark}"
-        in_strapi.edit(doc, title=edited)
+        strapi_editor.edit(doc, title=edited)
         page = wait_shown(browser, titled(edited))
         assert page["articles"][0] == {"id": doc, "title": edited, "changed": True}  # newest first
 
         published = f'<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> New {mark} '
         published = (published + "very long " * ((200 - len(published)) // 10)).rstrip()
-        new_doc = in_strapi.create(published)
+        new_doc = strapi_editor.create(published)
         page = wait_shown(browser, titled(published))
         assert [a["id"] for a in page["articles"][:2]] == [new_doc, doc]
         assert page["articles"][0]["changed"] and page["markup"] == ["li", "span", "time"] * len(
@@ -200,7 +192,7 @@ def test_the_page_shows_an_edit_and_a_publish_made_in_strapi_live(
         browser.get(f"{front.url}/t/beta/events/demo")  # the same page under the tenant's path prefix
         wait_shown(browser, lambda page: page["state"] == "live" and titled(published)(page))
         again = f"Edited again {mark}"
-        in_strapi.edit(doc, title=again)
+        strapi_editor.edit(doc, title=again)
         assert wait_shown(browser, titled(again))["articles"][0]["id"] == doc
         problems = console_problems(browser)
     assert problems == []

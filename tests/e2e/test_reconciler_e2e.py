@@ -11,15 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from .services import Gunicorn, Strapi, bff_env, login, wait_until
-from .test_events_e2e import POLICY, SseClient, StrapiEditor
+from .services import Gunicorn, Strapi, StrapiEditor, bff_env, login, wait_until
+from .subscribers import SseClient
+from .test_events_e2e import POLICY
 
 INTERVAL = 1  # seconds between passes in these tests
 DEADLINE = INTERVAL + 2.0  # the issue's bound: from a change in Strapi to fresh content and its event
@@ -43,21 +44,6 @@ def reconciled(bff: Gunicorn) -> bool:
     except requests.RequestException:
         return False
     return answer.status_code == 200 and answer.json()["reconciled"]["default"] is not None
-
-
-@pytest.fixture
-def in_strapi(strapi_live: Strapi) -> Iterator[StrapiEditor]:
-    editor = StrapiEditor(strapi_live)
-    yield editor
-    editor.cleanup()
-
-
-@pytest.fixture
-def streams() -> Iterator[list[SseClient]]:
-    opened: list[SseClient] = []
-    yield opened
-    for stream in opened:
-        stream.close()
 
 
 @pytest.fixture
@@ -92,47 +78,47 @@ def one_event(stream: SseClient, kind: str, doc: str) -> None:
 
 
 def test_changes_made_in_strapi_without_a_webhook_are_served_and_announced_once(
-    deaf_bff: Gunicorn, in_strapi: StrapiEditor, streams: list[SseClient]
+    deaf_bff: Gunicorn, strapi_editor: StrapiEditor, subscribers: list[SseClient]
 ) -> None:
     public = SseClient(f"{deaf_bff.url}/api/events?collections=articles")
-    streams.append(public)
-    doc = in_strapi.create(title())
+    subscribers.append(public)
+    doc = strapi_editor.create(title())
     one_event(public, "published", doc)
     warm(deaf_bff, doc)
 
     new_title = title()
-    in_strapi.edit(doc, title=new_title)  # REST PUT: saves the draft and publishes it
+    strapi_editor.edit(doc, title=new_title)  # REST PUT: saves the draft and publishes it
     one_event(public, "published", doc)
     served_by_every_worker(
         deaf_bff, doc, lambda a: a.status_code == 200 and a.json()["data"]["title"] == new_title
     )
 
-    in_strapi.unpublish(doc)  # the admin API: touches no draft row
+    strapi_editor.unpublish(doc)  # the admin API: touches no draft row
     one_event(public, "unpublished", doc)
     served_by_every_worker(deaf_bff, doc, lambda a: a.status_code == 404)
 
-    in_strapi.publish(doc)
+    strapi_editor.publish(doc)
     one_event(public, "published", doc)
     served_by_every_worker(deaf_bff, doc, lambda a: a.status_code == 200)
 
-    in_strapi.delete(doc)
+    strapi_editor.delete(doc)
     one_event(public, "deleted", doc)
     served_by_every_worker(deaf_bff, doc, lambda a: a.status_code == 404)
     public.nothing_more()
 
 
 def test_draft_saves_reach_only_drafts_subscribers(
-    deaf_bff: Gunicorn, strapi_live: Strapi, in_strapi: StrapiEditor, streams: list[SseClient]
+    deaf_bff: Gunicorn, strapi_live: Strapi, strapi_editor: StrapiEditor, subscribers: list[SseClient]
 ) -> None:
     editor = login(strapi_live, "editor", "Editor-Passw0rd!")
     public = SseClient(f"{deaf_bff.url}/api/events?collections=articles")
     drafts = SseClient(f"{deaf_bff.url}/api/events?collections=articles&drafts=true", editor)
-    streams += [public, drafts]
-    doc = in_strapi.create(title(), draft=True)
+    subscribers += [public, drafts]
+    doc = strapi_editor.create(title(), draft=True)
     one_event(drafts, "created", doc)
-    in_strapi.edit(doc, draft=True, excerpt="still a draft")
+    strapi_editor.edit(doc, draft=True, excerpt="still a draft")
     one_event(drafts, "updated", doc)
-    in_strapi.delete(doc)
+    strapi_editor.delete(doc)
     one_event(drafts, "deleted", doc)
     public.nothing_more()
     drafts.nothing_more()
@@ -142,21 +128,21 @@ def test_with_the_webhook_working_the_reconciler_adds_no_event(
     start_bff: Callable[..., Gunicorn],
     webhook_port: int,
     strapi_live: Strapi,
-    in_strapi: StrapiEditor,
-    streams: list[SseClient],
+    strapi_editor: StrapiEditor,
+    subscribers: list[SseClient],
 ) -> None:
     bff = start_bff(port=webhook_port, **SETTINGS)
     wait_until(lambda: reconciled(bff), 15, "the first reconcile pass")
     editor = login(strapi_live, "editor", "Editor-Passw0rd!")
     drafts = SseClient(f"{bff.url}/api/events?collections=articles&drafts=true", editor)
-    streams.append(drafts)
-    doc = in_strapi.create(title())  # webhooks: entry.create, entry.publish
+    subscribers.append(drafts)
+    doc = strapi_editor.create(title())  # webhooks: entry.create, entry.publish
     first = drafts.take(2, within=DEADLINE)
-    in_strapi.edit(doc, excerpt="edited")  # entry.update, entry.publish
+    strapi_editor.edit(doc, excerpt="edited")  # entry.update, entry.publish
     second = drafts.take(2, within=DEADLINE)
-    in_strapi.edit(doc, draft=True, excerpt="draft only")  # entry.update
+    strapi_editor.edit(doc, draft=True, excerpt="draft only")  # entry.update
     third = drafts.take(1, within=DEADLINE)
-    in_strapi.delete(doc)  # two entry.delete: one event
+    strapi_editor.delete(doc)  # two entry.delete: one event
     fourth = drafts.take(1, within=DEADLINE)
     time.sleep(2 * INTERVAL)  # several passes see every one of these changes
     drafts.nothing_more()
@@ -168,9 +154,9 @@ def test_with_the_webhook_working_the_reconciler_adds_no_event(
 
 
 def test_changes_made_while_bffproxy_was_stopped_are_found_by_its_first_pass(
-    start_bff: Callable[..., Gunicorn], in_strapi: StrapiEditor, tmp_path: Path
+    start_bff: Callable[..., Gunicorn], strapi_editor: StrapiEditor, tmp_path: Path
 ) -> None:
-    docs = [in_strapi.create(title()) for _ in range(3)]
+    docs = [strapi_editor.create(title()) for _ in range(3)]
     cache = tmp_path / "kept"
     bff = start_bff(cache_dir=cache, **SETTINGS)
     wait_until(lambda: reconciled(bff), 15, "the first reconcile pass")
@@ -179,7 +165,7 @@ def test_changes_made_while_bffproxy_was_stopped_are_found_by_its_first_pass(
     bff.stop()
     new_titles = {doc: title() for doc in docs}
     for doc, new_title in new_titles.items():
-        in_strapi.edit(doc, draft=True, excerpt=new_title)  # draft saves: no webhook would matter
+        strapi_editor.edit(doc, draft=True, excerpt=new_title)  # draft saves: no webhook would matter
     again = start_bff(cache_dir=cache, **SETTINGS)
     first_line: list[str] = []
 
@@ -215,8 +201,8 @@ def test_two_instances_on_one_redis_make_one_pass_an_interval_and_one_event_a_ch
     start_bff: Callable[..., Gunicorn],
     redis_server: Any,
     strapi_live: Strapi,
-    in_strapi: StrapiEditor,
-    streams: list[SseClient],
+    strapi_editor: StrapiEditor,
+    subscribers: list[SseClient],
 ) -> None:
     settings = {**SETTINGS, "REDIS_URL": redis_server.url}
     instances = [start_bff(**settings), start_bff(**settings)]  # own cache dirs, one Redis
@@ -229,18 +215,18 @@ def test_two_instances_on_one_redis_make_one_pass_an_interval_and_one_event_a_ch
     assert 3 * 3 <= strapi_live.count_requests(marker) - before <= 3 * 5  # 4 workers, one pass
 
     watchers = [SseClient(f"{bff.url}/api/events?collections=articles") for bff in instances]
-    streams += watchers
-    doc = in_strapi.create(title())
+    subscribers += watchers
+    doc = strapi_editor.create(title())
     for watcher in watchers:
         one_event(watcher, "published", doc)
-    in_strapi.delete(doc)
+    strapi_editor.delete(doc)
     for watcher in watchers:
         one_event(watcher, "deleted", doc)
         watcher.nothing_more()
 
 
 def test_counting_by_documentid_prefix_finds_a_deletion_on_the_real_strapi(
-    strapi_live: Strapi, in_strapi: StrapiEditor, monkeypatch: pytest.MonkeyPatch
+    strapi_live: Strapi, strapi_editor: StrapiEditor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The large-collection path (over 5,000 documents), run small: Strapi's $startsWith counts."""
     from bffproxy import reconciler
@@ -249,9 +235,9 @@ def test_counting_by_documentid_prefix_finds_a_deletion_on_the_real_strapi(
     monkeypatch.setattr(reconciler, "BUCKET", 2)  # split down to buckets of 2 rows
     views = reconciler.StrapiViews(StrapiClient(strapi_live.url, api_token=strapi_live.api_token))
     view = reconciler.View("articles", reconciler.DRAFT)
-    doc = in_strapi.create(title(), draft=True)
+    doc = strapi_editor.create(title(), draft=True)
     before, _ = views.listing(view)
-    in_strapi.delete(doc)
+    strapi_editor.delete(doc)
     total = views.count(view, "")
     assert total == len(before) - 1
     buckets = list(reconciler.disagreeing(views, view, before, "", total))
@@ -261,7 +247,7 @@ def test_counting_by_documentid_prefix_finds_a_deletion_on_the_real_strapi(
 
 
 def test_the_command_finds_what_changed_since_the_last_pass_and_since_a_time(
-    strapi_live: Strapi, in_strapi: StrapiEditor, tmp_path: Path
+    strapi_live: Strapi, strapi_editor: StrapiEditor, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BFFPROXY_")}
     env |= bff_env(strapi_live, tmp_path, RECONCILE_INTERVAL="0")  # the command alone, as under cron
@@ -273,7 +259,7 @@ def test_the_command_finds_what_changed_since_the_last_pass_and_since_a_time(
     first = reconcile()
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "[default] nothing changed; 3 Strapi requests"  # first sight: listings
-    doc = in_strapi.create(title(), draft=True)
+    doc = strapi_editor.create(title(), draft=True)
     second = reconcile("--tenant", "default")
     assert f"articles: 1 found, 1 missed by webhooks (created {doc})" in second.stdout
     fresh = tmp_path / "fresh"  # a new store: --since announces what changed after that time
