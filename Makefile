@@ -39,8 +39,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
+# Everything that compares bffproxy with itself or with its alternatives in one run each: read path,
+# metrics on/off, the nginx micro-cache (about 10 minutes).
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/microcache.py
 
 # The embedded store empty, at 20k and at 200k entries (2-3 minutes, up to 4 GB of scratch disk).
 bench-store: $(VENV)/.installed
