@@ -26,6 +26,7 @@ import contextlib
 import logging
 import queue
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -123,6 +124,8 @@ class Streams:
     heartbeat: float
     clock: Callable[[], float] = time.monotonic  # heartbeats
     now: Callable[[], float] = time.time  # token expiry (a JWT's exp is wall-clock time)
+    # Runs an action in some seconds (a fake in tests): how a client that stopped reading is cut off.
+    later: Callable[[float, Callable[[], None]], None] = field(default_factory=lambda: start_timer)
     open: int = 0
     _lock: threading.Lock = field(default_factory=lambda: threading.Lock())  # gevent's, once patched
 
@@ -153,6 +156,30 @@ class Streams:
                 return item
             self.hub.sleep(self.hub.poll_interval)
             waited += self.hub.poll_interval
+
+
+def start_timer(delay: float, action: Callable[[], None]) -> None:
+    """Run ``action`` in ``delay`` seconds, on a daemon thread (a greenlet under gevent)."""
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
+
+
+def socket_cut(sock: socket.socket | None) -> Callable[[], None] | None:
+    """What ends a stream's connection from another thread: its blocked write fails at once."""
+    if sock is None:
+        return None
+
+    def cut() -> None:
+        # Through a twin of the descriptor (same connection): gevent's own shutdown would fail the
+        # blocked write as EBADF, which gunicorn logs as an error; this way it is a plain EPIPE.
+        with (
+            contextlib.suppress(OSError),  # already closed (fileno -1)
+            socket.fromfd(sock.fileno(), sock.family, sock.type) as twin,
+        ):
+            twin.shutdown(socket.SHUT_RDWR)
+
+    return cut
 
 
 def current_streams() -> Streams:
@@ -263,15 +290,26 @@ def parse_last_event_id(raw: Any) -> str | None:
 class Feed:
     """One subscriber's place in the log: joined to the hub on creation, left on :meth:`close`."""
 
-    def __init__(self, streams: Streams, subscription: Subscription, after: str | None) -> None:
-        """Join the hub and find where to start; a log that cannot be read is a 503 here, not later."""
-        self.streams, self.subscription, self.log = streams, subscription, event_log()
+    def __init__(
+        self,
+        streams: Streams,
+        subscription: Subscription,
+        after: str | None,
+        cut: Callable[[], None] | None = None,
+    ) -> None:
+        """Join the hub and find where to start; a log that cannot be read is a 503 here, not later.
+
+        ``cut`` ends the client's connection (:func:`socket_cut`): see :meth:`_fell_behind`.
+        """
+        self.streams, self.subscription, self.log, self.cut = streams, subscription, event_log(), cut
+        self.closed = False
         tenant = subscription.tenant
         try:
             self.mailbox, hub_cursor = streams.hub.join(tenant)
         except Exception as exc:  # sqlite3.Error, redis errors
             log.error("event log unreadable: %r", exc)
             raise EventsUnavailable() from None
+        self.mailbox.on_overflow = self._fell_behind
         self.cursor, self.resync, self.replay, self.stopped = hub_cursor, False, False, False
         try:
             if after == FOREIGN_ID or (after is not None and self.log.is_gone(tenant, after)):
@@ -285,7 +323,18 @@ class Feed:
 
     def close(self) -> None:
         """Stop receiving (idempotent)."""
+        self.closed = True
         self.streams.hub.leave(self.mailbox)
+
+    def _fell_behind(self) -> None:
+        """The mailbox overflowed: the feed ends with ``too_slow`` when it reads on. A client that
+        stopped reading its socket leaves the feed blocked in a write, where it never would: unless
+        the feed is closed within a heartbeat, its connection is cut (the slot and buffers freed)."""
+        self.streams.later(self.streams.heartbeat, self._cut_unless_closed)
+
+    def _cut_unless_closed(self) -> None:
+        if not self.closed and self.cut is not None:
+            self.cut()
 
     def stop(self) -> None:
         """End :meth:`items` from another thread (a WebSocket unsubscribe): it wakes and returns."""
@@ -354,13 +403,15 @@ class Feed:
                 yield HEARTBEAT
 
 
-def open_feed(subscription: Subscription, after: str | None) -> tuple[Feed, Streams]:
+def open_feed(
+    subscription: Subscription, after: str | None, cut: Callable[[], None] | None = None
+) -> tuple[Feed, Streams]:
     """A slot and a feed for ``subscription``: 503 with ``Retry-After`` when the worker is full."""
     streams = current_streams()
     if not streams.admit():
         raise TooManySubscribers(headers={"Retry-After": str(BUSY_RETRY_AFTER)})
     try:
-        return Feed(streams, subscription, after), streams
+        return Feed(streams, subscription, after, cut), streams
     except BaseException:
         streams.release()
         raise

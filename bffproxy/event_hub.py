@@ -57,6 +57,7 @@ class Mailbox:
     tenant: str
     queue: queue.Queue[Delivery] = field(default_factory=lambda: queue.Queue(MAILBOX_BATCHES + 1))
     overflowed: bool = False
+    on_overflow: Callable[[], None] | None = None  # told once, when OVERFLOW goes in
 
     def deliver(self, item: Delivery) -> None:
         """Queue ``item``; a full mailbox gets :data:`OVERFLOW` instead and nothing after it."""
@@ -66,6 +67,8 @@ class Mailbox:
             self.overflowed = True
             item = OVERFLOW
         self.queue.put_nowait(item)  # the spare slot always takes OVERFLOW
+        if self.overflowed and self.on_overflow is not None:
+            self.on_overflow()
 
     def take(self) -> Delivery | None:
         """The next item if one is waiting, else None."""

@@ -31,6 +31,7 @@ from .event_feed import (
     check_names,
     open_feed,
     parse_last_event_id,
+    socket_cut,
     subscription_of,
 )
 from .event_log import LoggedEvent
@@ -52,7 +53,9 @@ def subscribe() -> Response:
     after = parse_last_event_id(header if header is not None else args.get("lastEventId"))
     identity = caller(args.pop("ticket", None))
     subscription = subscription_of(args, identity)
-    feed, streams = open_feed(subscription, after)
+    # The connection's socket (gunicorn's or Werkzeug's), cut if the client stops reading it.
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    feed, streams = open_feed(subscription, after, socket_cut(sock))
     response = Response(body(feed), mimetype="text/event-stream")
     response.call_on_close(feed.close)
     response.call_on_close(streams.release)  # also when the generator never started

@@ -43,6 +43,7 @@ from .event_feed import (
     check_names,
     current_streams,
     parse_last_event_id,
+    socket_cut,
     subscription_of,
 )
 from .event_log import LoggedEvent
@@ -136,7 +137,8 @@ class Session:
         subscription = subscription_of(filters, self.identity)
         self.stop()
         streams = current_streams()
-        feed = Feed(streams, subscription, after)  # this connection's slot was taken on upgrade
+        # This connection's slot was taken on upgrade; a client that stops reading is cut off.
+        feed = Feed(streams, subscription, after, socket_cut(self.ws.sock))
         self._feed = feed
         self.send({"type": "subscribed", "collections": list(subscription.collections), "after": feed.cursor})
         self._pump = threading.Thread(target=self.pump, args=(feed,), name="events-ws", daemon=True)

@@ -4,12 +4,16 @@ reads its socket, or a socket that takes part of a frame must never get from the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
+
+from bffproxy.event_feed import Feed, Subscription
+from bffproxy.event_hub import MAILBOX_BATCHES
 
 from .conftest import FakeClock
 from .test_event_tickets import ticket
@@ -62,3 +66,25 @@ def test_a_socket_whose_token_expired_gets_no_replay_when_it_subscribes_again(
     again = send(ws, {"subscribe": {"drafts": True, "collections": ["articles"], "lastEventId": "0"}})
     assert again["type"] == "error" and again["error"]["code"] == "token_expired", again
     ws.close()
+
+
+def test_a_feed_that_overflows_cuts_its_connection_a_heartbeat_later_unless_it_closed(app: Flask) -> None:
+    """A client that stops reading leaves its feed blocked in a write: only a cut frees the slot."""
+    streams = app.extensions["bffproxy.event_streams"]
+    streams.hub.threaded = False
+    timers: list[tuple[float, Callable[[], None]]] = []
+    streams.later = lambda delay, action: timers.append((delay, action))
+    cuts: list[str] = []
+    subscription = Subscription("default", ("articles",), None, False)
+    with app.app_context():
+        stuck = Feed(streams, subscription, None, cut=lambda: cuts.append("stuck"))
+        done = Feed(streams, subscription, None, cut=lambda: cuts.append("done"))
+        for n in range(MAILBOX_BATCHES + 3):
+            append(app, doc=f"doc{n}")
+            streams.hub.poll("default")
+    done.close()  # this one read on, told its client too_slow and ended
+    assert [delay for delay, _ in timers] == [streams.heartbeat] * 2  # once each, not per batch
+    for _, action in timers:
+        action()
+    assert cuts == ["stuck"]
+    stuck.close()

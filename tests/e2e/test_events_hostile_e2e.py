@@ -1,0 +1,92 @@
+"""Hostile clients against the real events app (gunicorn, gevent worker) and real Redis.
+
+These attacks need no Strapi: the events app reads the SQLite log (or Redis Stream) the API app
+writes, so the test appends to the same log itself, as the API would after a webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .services import Gunicorn, free_port, wait_until
+
+FIELDS = {
+    "tenant": "default",
+    "type": "published",
+    "collection": "articles",
+    "locale": None,
+    "at": "2026-12-06T00:00:00.000Z",
+    "source": "webhook",
+    "audience": "everyone",
+}
+
+
+@pytest.fixture
+def start_events(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """start_events(**BFFPROXY_*): the events app alone (1 gevent worker) on a cache dir of its own."""
+    started: list[Gunicorn] = []
+
+    def start(**extra: Any) -> Gunicorn:
+        cache = tmp_path / "cache"
+        cache.mkdir(exist_ok=True)
+        env = {
+            "BFFPROXY_STRAPI_URL": "http://127.0.0.1:9",  # never asked: anonymous public streams
+            "BFFPROXY_COLLECTIONS": "articles,categories",
+            "BFFPROXY_CACHE_DIR": str(cache),
+            "BFFPROXY_ENV_FILE": str(cache / "absent.env"),
+            "BFFPROXY_ADMIN_TOKEN": "e2e-admin-token",
+            **{f"BFFPROXY_{k}": str(v) for k, v in extra.items()},
+        }
+        log = tmp_path / f"events{len(started)}.log"
+        server = Gunicorn(free_port(), env, 1, log_path=log, app="events_app")
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def subscribers(events: Gunicorn) -> float:
+    """The events app's open streams, as /metrics counts them."""
+    text = requests.get(
+        f"{events.url}/metrics", headers={"Authorization": "Bearer e2e-admin-token"}, timeout=5
+    ).text
+    lines = [line for line in text.splitlines() if line.startswith("bffproxy_event_subscribers")]
+    return sum(float(line.split()[-1]) for line in lines)
+
+
+def append(path: Path, count: int) -> None:
+    """``count`` events in one transaction, as the log's append writes them (faster for a flood)."""
+    bodies = [json.dumps({**FIELDS, "documentId": f"doc{n:021d}"}) for n in range(count)]
+    rows = [("default", time.time(), body) for body in bodies]
+    with sqlite3.connect(path, timeout=5) as db:
+        db.executemany("INSERT INTO events (tenant, at, body) VALUES (?, ?, ?)", rows)
+
+
+def test_an_sse_client_that_never_reads_its_socket_is_cut_off_and_frees_its_slot(
+    start_events: Callable[..., Gunicorn], tmp_path: Path
+) -> None:
+    """64 batches behind, the stream should end (too_slow); blocked in a full socket it never saw that."""
+    events = start_events(EVENTS_HEARTBEAT="1")
+    idle = socket.create_connection(("127.0.0.1", events.port))
+    idle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    idle.sendall(b"GET /api/events HTTP/1.1\r\nHost: e2e\r\n\r\n")
+    wait_until(lambda: subscribers(events) == 1, 10, "the stream to open")
+    try:
+        for _ in range(8):  # 40,000 events (~9 MB): the socket's buffers fill, then 64 batches queue
+            append(tmp_path / "cache" / "events.sqlite3", 5_000)  # 50 batches: the mailbox holds them
+            time.sleep(0.5)  # the stream drains them into the socket while it still can
+        wait_until(lambda: subscribers(events) == 0, 20, "the non-reader to be cut off")
+    finally:
+        idle.close()
+    assert "Traceback" not in events.log()  # a cut is an ordinary end, not an error
