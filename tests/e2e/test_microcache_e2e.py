@@ -17,8 +17,7 @@ import requests
 
 from scripts.local_nginx import nginx_available
 
-from .services import Gunicorn, Strapi, wait_until
-from .test_events_e2e import StrapiEditor
+from .services import Gunicorn, StrapiEditor, wait_until
 from .test_nginx_e2e import Front, nginx_in_front_of
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")
@@ -32,13 +31,6 @@ def micro(start_bff: Callable[..., Gunicorn], webhook_port: int, tmp_path: Path)
     bff = start_bff(port=webhook_port, TRUSTED_PROXIES=1, ACCESS_LOG_FORMAT="text")
     with nginx_in_front_of(bff, tmp_path, microcache=True) as front:
         yield front
-
-
-@pytest.fixture
-def in_strapi(strapi_live: Strapi) -> Iterator[StrapiEditor]:
-    editor = StrapiEditor(strapi_live)
-    yield editor
-    editor.cleanup()
 
 
 def _get(front: Front, path: str, **headers: str) -> requests.Response:
@@ -86,11 +78,11 @@ def test_nginx_keeps_nothing_bffproxy_did_not_mark(
 
 
 def test_after_a_change_in_strapi_nginx_shows_it_once_the_lifetime_has_passed(
-    micro: Front, strapi_live: Strapi, in_strapi: StrapiEditor
+    micro: Front, strapi_editor: StrapiEditor
 ) -> None:
     """A reader keeps nginx's copy warm; each edit in Strapi reaches bffproxy by webhook. Once bffproxy
     shows the new title, nginx does too after BFFPROXY_ACCEL_EXPIRES at most (here 1 s)."""
-    doc = in_strapi.create(f"micro-{secrets.token_hex(4)}")
+    doc = strapi_editor.create(f"micro-{secrets.token_hex(4)}")
     path = f"/api/articles/{doc}"
     hits, stop = [0], threading.Event()
 
@@ -106,7 +98,7 @@ def test_after_a_change_in_strapi_nginx_shows_it_once_the_lifetime_has_passed(
     try:
         for edit in range(3):
             title = f"micro-edit-{edit}-{secrets.token_hex(3)}"
-            in_strapi.edit(doc, title=title)
+            strapi_editor.edit(doc, title=title)
             wait_until(lambda t=title: _title(micro.bff.url + path) == t, 15, "the webhook's invalidation")
             time.sleep(LIFETIME)  # the bound, and nothing more
             assert _title(micro.url + path) == title, f"edit {edit}: nginx still serves the old version"

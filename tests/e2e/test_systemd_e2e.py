@@ -230,11 +230,20 @@ def test_reload_replaces_the_workers_inside_the_sandbox(installed: Installed) ->
     )
     assert installed.systemd.show("bffproxy.service", "ActiveState")["ActiveState"] == "active"
     assert "configuration reloaded" in installed.systemd.log("bffproxy.service").read_text()
+    _start(installed, "bffproxy-events.service")  # its check runs the gevent config and app
+    installed.systemd.run("systemctl", "reload", "bffproxy-events.service")
+    wait_until(
+        lambda: "configuration reloaded" in installed.systemd.log("bffproxy-events.service").read_text(),
+        30,
+        "the events app's reload",
+    )
+    assert installed.systemd.show("bffproxy-events.service", "ActiveState")["ActiveState"] == "active"
 
 
 def test_a_cache_dir_owned_by_root_is_handed_back_to_the_service_user(installed: Installed) -> None:
-    # An operator ran `bffproxy purge` as root, or restored a backup: /var/cache/bffproxy and its
-    # files are root's. CacheDirectory= gives them back to the service user on start.
+    # An operator restored a backup as root: /var/cache/bffproxy and its files are root's.
+    # CacheDirectory= gives them back to the service user on start (only when the directory itself
+    # is not the service user's: files root creates inside a directory it owns stay root's).
     installed.systemd.run(
         "sh", "-c", "mkdir -p /var/cache/bffproxy/store && touch /var/cache/bffproxy/store/x"
     )
@@ -303,3 +312,23 @@ def test_a_second_copy_of_the_unit_is_refused_and_leaves_the_first_intact(instal
     assert {"gunicorn.ctl", "metrics"} <= set(systemd.run("ls", "/run/bffproxy").stdout.split())
     metrics = requests.get(installed.url("/metrics"), timeout=10)
     assert metrics.status_code == 200 and "bffproxy_requests_total" in metrics.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found here, not fixed (bffproxy/generations.py, store.py): the purge leaves a root-owned 0600 "
+    "generation file the service cannot read, and the next read of that collection hangs for ~33 s. "
+    "deploy/README.md says to run bffproxy commands as the service user meanwhile.",
+)
+def test_a_purge_run_as_root_leaves_the_cache_usable_by_the_service(installed: Installed) -> None:
+    """The operator runs `bffproxy purge --all` as root on the machine, as README's Invalidation shows it."""
+    _start(installed, "bffproxy.service")
+    path = "/api/articles?pagination[pageSize]=4"
+    assert [requests.get(installed.url(path), timeout=30).headers["X-Cache"] for _ in range(2)] == [
+        "MISS",
+        "HIT",
+    ]
+    purge = f"cd {ROOT} && BFFPROXY_ENV_FILE={installed.env_file} {ROOT}/.venv/bin/bffproxy purge --all"
+    result = installed.systemd.run("sh", "-c", purge, check=False)
+    caches = [requests.get(installed.url(path), timeout=30).headers["X-Cache"] for _ in range(2)]
+    assert caches == ["MISS", "HIT"], (result, caches)
