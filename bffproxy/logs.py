@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s tenant=%(tenant)s rid
 _CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
 _ESCAPES = {code: repr(chr(code))[1:-1] for code in _CONTROLS}
 ACCESS_LOG_FORMATS = ("json", "text")
+# A query in a request target gunicorn quotes: from the "?" to the end of the target.
+_QUERY = re.compile(r"\?[^\s'\"]*")
 # This process's choice, set by create_app (settings are validated there); gunicorn's logger reads it.
 access_log: dict[str, str] = {"format": "json"}
 
@@ -89,8 +92,31 @@ def configure(level: str, access_format: str = "json") -> None:
     logger.propagate = False
 
 
+class QueryRedactor(logging.Filter):
+    """Removes the query of every request target a gunicorn record quotes (it may carry a ticket)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record, its message without queries (``Invalid HTTP request line: 'GET /x?…'``)."""
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub("?[query removed]", message), ()
+        return True
+
+
+_REDACTOR = QueryRedactor()
+
+
 class AccessLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is untyped
-    """gunicorn's logger with bffproxy's access log: JSON lines, or gunicorn's text without the query."""
+    """gunicorn's logger with bffproxy's access log: JSON lines, or gunicorn's text without the query.
+
+    Its error log drops queries too: gunicorn's warning about a request it refuses quotes the
+    request line whole, and its "Error handling request" names the target with its query.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's set-up (at start and on HUP), then the error log's query filter (added once)."""
+        super().setup(cfg)
+        self.error_log.addFilter(_REDACTOR)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         """Write one access line for an answer gunicorn has sent."""

@@ -363,3 +363,23 @@ def test_the_app_chooses_the_access_log_format(config: dict[str, Any]) -> None:
         assert access_log["format"] == "json"
     finally:
         access_log["format"] = "json"
+
+
+def test_gunicorns_error_log_quotes_no_query() -> None:
+    """A refused request line (or a failed target) is quoted by gunicorn: without its query."""
+    logger = AccessLogger(GunicornConfig())
+    stream = io.StringIO()
+    for handler in logger.error_log.handlers:
+        if getattr(handler, "_gunicorn", False):
+            handler.setStream(stream)
+    logger.warning(
+        "Invalid request from ip=1.2.3.4: Invalid HTTP request line: 'GET /x?ticket=T1&a=b HTTP/1.1 x'"
+    )
+    logger.exception("Error handling request %s %s", "GET", "/api/events?ticket=T2")
+    logger.setup(GunicornConfig())  # a HUP sets it up again: the filter stays, once
+    logger.info("no query here: %s", "/healthz")
+    text = stream.getvalue()
+    assert "T1" not in text and "T2" not in text and "a=b" not in text
+    assert "request line: 'GET /x?[query removed] HTTP/1.1 x'" in text
+    assert "Error handling request GET /api/events?[query removed]" in text
+    assert logger.error_log.filters.count(logger.error_log.filters[0]) == 1

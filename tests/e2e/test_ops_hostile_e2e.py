@@ -1,0 +1,93 @@
+"""Hostile tester's findings on operations (issue 13) against real gunicorn and the real Strapi.
+
+Each test is a finding that failed before its fix: what an operator's log or scrape showed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .services import Gunicorn, Strapi, StrapiEditor, bff_env
+from .test_logs_e2e import send_raw
+
+SECRET = "s3cr3t-ticket-0f-the-client"
+
+
+@pytest.mark.parametrize("access_format", ["json", "text"])
+def test_a_request_gunicorn_refuses_leaves_no_query_in_its_error_log(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, access_format: str
+) -> None:
+    """gunicorn's own warning quotes a refused request line whole, ``?ticket=`` included."""
+    bff = start_bff(workers=1, ACCESS_LOG_FORMAT=access_format)
+    refused = {
+        "four words": f"GET /api/events?ticket={SECRET} HTTP/1.1 x",
+        "NUL in the target": f"GET /api/events?ticket={SECRET}\x00 HTTP/1.1",
+        "bad version": f"GET /api/events?ticket={SECRET} HTTP/x.1",
+    }
+    for line in refused.values():
+        answer = send_raw(bff, f"{line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 400"), (line, answer[:200])
+    time.sleep(0.5)
+    log = bff.log()
+    assert "Invalid request from ip=127.0.0.1" in log
+    assert SECRET not in log, [line for line in log.splitlines() if SECRET in line]
+
+
+@pytest.fixture
+def reconcile(strapi_live: Strapi, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``bffproxy reconcile`` as cron runs it: one pass now, on a store of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BFFPROXY_")}
+    env |= bff_env(strapi_live, tmp_path, RECONCILE_INTERVAL="0")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).parent / "bffproxy"), "reconcile", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def found(answer: subprocess.CompletedProcess[str]) -> str:
+    assert answer.returncode == 0, answer.stderr
+    return answer.stdout
+
+
+def test_two_changes_between_two_passes(
+    reconcile: Callable[..., subprocess.CompletedProcess[str]], strapi_editor: StrapiEditor
+) -> None:
+    """Changes that undo each other, or replace a document, between two passes: none is lost."""
+    draft = strapi_editor.create(f"hostile {uuid.uuid4().hex[:8]}", draft=True)
+    live = strapi_editor.create(f"hostile {uuid.uuid4().hex[:8]}")
+    gone = strapi_editor.create(f"hostile {uuid.uuid4().hex[:8]}")
+    found(reconcile())  # first sight
+    strapi_editor.publish(draft)
+    strapi_editor.unpublish(draft)  # live for a moment: its draft row moved
+    strapi_editor.unpublish(live)
+    strapi_editor.publish(live)  # published again: a new publishedAt, the same count
+    strapi_editor.delete(gone)
+    replacement = strapi_editor.create(f"hostile {uuid.uuid4().hex[:8]}")  # the same count again
+    out = found(reconcile())
+    assert f"updated {draft}" in out, out
+    assert f"published {live}" in out, out
+    assert f"deleted {gone}" in out and f"created {replacement}" in out, out
+    again = found(reconcile())
+    assert "nothing changed" in again, again  # the window read again announces nothing twice
+
+
+def test_the_command_refuses_a_tenant_and_times_it_cannot_use(
+    reconcile: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    for args in (["--tenant", "nope"], ["--since", "garbage"], ["--since", ""], ["--tenant", "x\x1b[2J"]):
+        answer = reconcile(*args)
+        assert answer.returncode == 2 or (args == ["--since", ""] and answer.returncode == 0), (args, answer)
+        assert "Traceback" not in answer.stderr, answer.stderr
+    for since in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2026-W01"):
+        answer = reconcile("--since", since)
+        assert answer.returncode in (0, 2) and "Traceback" not in answer.stderr, (since, answer.stderr)
