@@ -52,7 +52,7 @@ from bench.report import command_line, paired_ratio  # noqa: E402
 from bench.run import knobs_from_env, progress  # noqa: E402
 from bench.stack import WORKERS, fresh_strapi, hits_env, started  # noqa: E402
 from scripts.local_nginx import running_nginx  # noqa: E402
-from tests.e2e.services import Gunicorn, Strapi, free_port  # noqa: E402
+from tests.e2e.services import Gunicorn, Strapi, StrapiEditor, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 LIST = "/api/articles"
@@ -103,7 +103,7 @@ def reader(url: str, stop: threading.Event, reads: list[Read]) -> None:
             reads.append(Read(start, time.monotonic(), title))
 
 
-def one_edit(strapi: Strapi, doc: str, urls: dict[str, str]) -> dict[str, float]:
+def one_edit(editor: StrapiEditor, doc: str, urls: dict[str, str]) -> dict[str, float]:
     """Edit ``doc`` in Strapi while both readers run; how long each kept serving the old title."""
     reads: dict[str, list[Read]] = {"bffproxy": [], "microcache": []}
     stop = threading.Event()
@@ -115,13 +115,7 @@ def one_edit(strapi: Strapi, doc: str, urls: dict[str, str]) -> dict[str, float]
         # second: nginx's entries end on whole seconds, so a fixed rhythm would measure one phase.
         time.sleep(0.3 + secrets.randbelow(1000) / 1000)
         title = f"bench-micro-{secrets.token_hex(4)}"
-        answer = requests.put(
-            f"{strapi.url}/api/articles/{doc}",
-            json={"data": {"title": title}},
-            headers={"Authorization": f"Bearer {strapi.api_token}"},
-            timeout=10,
-        )
-        answer.raise_for_status()
+        editor.edit(doc, title=title)
         written = time.monotonic()
         deadline = written + 10
         while time.monotonic() < deadline and not all(r and r[-1].title == title for r in reads.values()):
@@ -155,18 +149,12 @@ def staleness(reads: dict[str, list[Read]], title: str, written: float) -> dict[
 
 def edits(strapi: Strapi, urls: dict[str, str], count: int) -> list[dict[str, float]]:
     """``count`` edits of one new document, each measured by :func:`one_edit`."""
-    created = requests.post(
-        f"{strapi.url}/api/articles",
-        json={"data": {"title": "bench-micro"}},
-        headers={"Authorization": f"Bearer {strapi.api_token}"},
-        timeout=10,
-    )
-    created.raise_for_status()
-    doc = created.json()["data"]["documentId"]
+    editor = StrapiEditor(strapi)
+    doc = editor.create("bench-micro")
     doc_urls = {name: f"{url}/{doc}" for name, url in urls.items()}
     results = []
     for number in range(count):
-        results.append(one_edit(strapi, doc, doc_urls))
+        results.append(one_edit(editor, doc, doc_urls))
         progress(
             f"edit {number + 1}/{count}: nginx stale {results[-1]['nginx_after_bffproxy_s'] * 1000:.0f} ms"
         )
