@@ -112,3 +112,11 @@ def _title(url: str) -> str:
     answer = requests.get(url, timeout=30)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["data"]["title"])
+
+
+def test_event_streams_pass_the_micro_cache_by(micro: Front) -> None:
+    # The events location is a regex one: nginx prefers it to the micro-cache's `location /api/`.
+    with requests.get(f"{micro.url}/api/events?collections=articles", stream=True, timeout=10) as stream:
+        assert stream.status_code == 200
+        assert "X-Micro-Cache" not in stream.headers
+        assert next(stream.iter_lines(decode_unicode=True)).startswith("retry:")
