@@ -55,6 +55,7 @@ bp = Blueprint("events_ws", __name__)
 plain = Blueprint("events_ws_plain", __name__)  # the same path without an upgrade
 sock = Sock()
 MAX_MESSAGE = 4096  # bytes a client frame may have: a subscribe message is far smaller
+SERVER_SOCKETS = ("gunicorn.socket", "werkzeug.socket")
 
 
 class UpgradeRequired(ApiError):
@@ -77,6 +78,32 @@ def admit() -> None:
     if not streams.admit():
         raise TooManySubscribers(headers={"Retry-After": str(BUSY_RETRY_AFTER)})
     g.events_slot = streams
+    for key in SERVER_SOCKETS:  # where simple-websocket finds the connection's socket
+        if key in request.environ:
+            request.environ[key] = WholeWrites(request.environ[key])
+
+
+class WholeWrites:
+    """The connection's socket as simple-websocket writes to it: each ``send`` writes all of it,
+    one writer at a time.
+
+    simple-websocket sends a frame with one ``sock.send`` and ignores the count. Under gevent a
+    socket whose buffers are nearly full takes part of the frame and the rest was lost: a slow
+    client read garbage from then on. Its ping thread writes too, so writes are serialised.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        """Write all of ``data``."""
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 @bp.teardown_request

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+import websocket
 
 from .services import Gunicorn, free_port, wait_until
 
@@ -90,3 +92,47 @@ def test_an_sse_client_that_never_reads_its_socket_is_cut_off_and_frees_its_slot
     finally:
         idle.close()
     assert "Traceback" not in events.log()  # a cut is an ordinary end, not an error
+
+
+def test_a_websocket_client_that_reads_slowly_gets_every_frame_whole_and_in_order(
+    start_events: Callable[..., Gunicorn], tmp_path: Path
+) -> None:
+    """Its buffers fill while it pauses: a frame the server's socket took only part of must not be cut."""
+    events = start_events(EVENTS_HEARTBEAT="10")
+    url = events.url.replace("http://", "ws://") + "/api/events/ws"
+    ws = websocket.create_connection(url, timeout=10, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    ws.send(json.dumps({"subscribe": {"collections": ["articles"]}}))
+    assert json.loads(ws.recv())["type"] == "subscribed"
+    append(tmp_path / "cache" / "events.sqlite3", 5_000)  # 50 batches: within the mailbox
+    time.sleep(1)  # not reading: the server's writes stop part-way into a frame
+    ids = []
+    try:
+        while len(ids) < 5_000:
+            frame = json.loads(ws.recv())
+            assert frame["type"] == "published", frame
+            ids.append(int(frame["id"]))
+    finally:
+        ws.close()
+    assert ids == list(range(ids[0], ids[0] + 5_000))
+
+
+def test_large_pongs_to_a_client_that_reads_slowly_arrive_whole(
+    start_events: Callable[..., Gunicorn],
+) -> None:
+    """3.5 KB answers into nearly full buffers: gevent's socket takes part of a frame, and
+    simple-websocket's one ``send`` per frame would drop the rest (the stream is garbage after it)."""
+    events = start_events(EVENTS_HEARTBEAT="30")
+    url = events.url.replace("http://", "ws://") + "/api/events/ws"
+    ws = websocket.create_connection(url, timeout=10, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    pings = [f"{n:06d}" + "x" * 3500 for n in range(2_000)]
+    sender = threading.Thread(target=lambda: [ws.send(json.dumps({"ping": ping})) for ping in pings])
+    sender.start()
+    answers = []
+    try:
+        for _ in pings:
+            answers.append(json.loads(ws.recv())["ping"])
+            time.sleep(0.001)  # a slow reader: the server's socket is full most of the time
+    finally:
+        sender.join(10)
+        ws.close()
+    assert answers == pings, "a frame was cut"
