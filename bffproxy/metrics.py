@@ -456,7 +456,8 @@ class MetricsDisabled(NotFound):
 
 @bp.get("/metrics")
 def scrape() -> Response:
-    """The metrics, to an allow-listed address or with the admin bearer token; only at /metrics itself.
+    """The metrics, to an allow-listed address (the client's and the connecting peer's, so a forged
+    X-Forwarded-For opens nothing) or with the admin bearer token; only at /metrics itself.
 
     Not under a tenant's path prefix (``/t/acme/metrics``): a proxy that hides ``/metrics`` from the
     public must not have to know every prefix.
@@ -464,7 +465,7 @@ def scrape() -> Response:
     if request.script_root:
         raise NotFound()
     allowed: tuple[Any, ...] = current_app.config["METRICS_ALLOW"]
-    if not allowed_address(request.remote_addr, allowed):
+    if not (allowed_address(request.remote_addr, allowed) and allowed_address(peer_address(), allowed)):
         if not current_app.config["ADMIN_TOKEN"]:
             raise MetricsDisabled()
         from .admin import require_admin_token  # admin's blueprint module; imported late to avoid a cycle
@@ -473,6 +474,13 @@ def scrape() -> Response:
     response = Response(exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def peer_address() -> str | None:
+    """The address that connected, before ProxyFix believed X-Forwarded-For (which anyone reaching
+    gunicorn's bind directly can write)."""
+    original = request.environ.get("werkzeug.proxy_fix.orig")
+    return original.get("REMOTE_ADDR") if isinstance(original, dict) else request.remote_addr
 
 
 def allowed_address(address: str | None, networks: Iterable[Any]) -> bool:

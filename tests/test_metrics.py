@@ -211,6 +211,27 @@ def test_a_forged_forwarded_address_is_not_believed_without_trusted_proxies(conf
     assert forged.status_code == 401
 
 
+def test_a_forwarded_address_opens_metrics_only_when_it_came_through_an_allowed_peer(
+    config: dict[str, Any],
+) -> None:
+    """With TRUSTED_PROXIES set, a host reaching gunicorn's bind directly (the README's remote
+    scrape) wrote X-Forwarded-For: 127.0.0.1 and read the metrics without the token."""
+    client = create_app({**config, "METRICS_ALLOW": "127.0.0.1", "TRUSTED_PROXIES": 1}).test_client()
+    spoofed = {"X-Forwarded-For": "127.0.0.1"}
+    assert (
+        client.get("/metrics", headers=spoofed, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 401
+    )
+    through_nginx = {"X-Forwarded-For": "203.0.113.5"}
+    assert (
+        client.get("/metrics", headers=through_nginx, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code
+        == 401
+    )
+    assert (
+        client.get("/metrics", headers=spoofed, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    )
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+
+
 def test_metrics_answer_on_any_host_like_health(tmp_path: Path, config: dict[str, Any]) -> None:
     tenants = tmp_path / "tenants.toml"
     tenants.write_text(

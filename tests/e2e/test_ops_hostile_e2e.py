@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
-from .services import Gunicorn, Strapi, StrapiEditor, bff_env
+from .services import Gunicorn, Strapi, StrapiEditor, bff_env, login
 from .test_logs_e2e import send_raw
 
 SECRET = "s3cr3t-ticket-0f-the-client"
@@ -91,3 +92,65 @@ def test_the_command_refuses_a_tenant_and_times_it_cannot_use(
     for since in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2026-W01"):
         answer = reconcile("--since", since)
         assert answer.returncode in (0, 2) and "Traceback" not in answer.stderr, (since, answer.stderr)
+
+
+@pytest.mark.parametrize("access_format", ["json", "text"])
+def test_no_secret_reaches_any_log_line(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, access_format: str
+) -> None:
+    """Every secret a client or Strapi sends, in requests that succeed, fail and make bffproxy warn."""
+    bff = start_bff(workers=1, LOG_LEVEL="DEBUG", ACCESS_LOG_FORMAT=access_format, METRICS_ALLOW="10.9.9.9")
+    jwt = login(strapi_live, "editor", "Editor-Passw0rd!")["Authorization"].split()[1]
+    client_secrets = {
+        "ticket": "tkt-0123456789abcdef",
+        "cookie": "ck-0123456789abcdef",
+        "wrong webhook secret": "whk-0123456789abcdef",
+        "wrong admin token": "adm-0123456789abcdef",
+        "password": "pw-0123456789abcdef",
+        "confirmation": "cnf-0123456789abcdef",
+    }
+    url, s = bff.url, client_secrets
+    bearer = {"Authorization": f"Bearer {jwt}"}
+    calls = [
+        ("GET", f"/api/events?ticket={s['ticket']}", {}, None),
+        ("GET", f"/api/events/ws?ticket={s['ticket']}", {}, None),
+        (
+            "GET",
+            f"/api/articles?ticket={s['ticket']}&filters[x]={s['ticket']}",
+            {"Cookie": f"jwt={s['cookie']}"},
+            None,
+        ),
+        ("GET", "/api/articles?status=draft", bearer, None),
+        ("GET", "/api/users/me", bearer, None),
+        ("POST", "/api/articles", bearer, {"data": {"title": 5, "x": s["password"]}}),
+        (
+            "POST",
+            "/webhooks/strapi",
+            {"X-Webhook-Secret": s["wrong webhook secret"]},
+            {"event": "entry.update"},
+        ),
+        (
+            "POST",
+            "/webhooks/strapi",
+            {"X-Webhook-Secret": strapi_live.webhook_secret},
+            {"event": "entry.nope", "model": "article", "entry": {}},
+        ),
+        ("POST", "/admin/purge", {"Authorization": f"Bearer {s['wrong admin token']}"}, {}),
+        ("POST", "/admin/purge", {"Authorization": "Bearer e2e-admin-token"}, {"collection": "articles"}),
+        ("GET", "/metrics", {"Authorization": f"Bearer {s['wrong admin token']}"}, None),
+        ("GET", "/metrics", {"Authorization": "Bearer e2e-admin-token"}, None),
+        ("POST", "/api/auth/local", {}, {"identifier": "editor", "password": s["password"]}),
+        ("POST", "/api/auth/local", {}, {"identifier": "editor", "password": "Editor-Passw0rd!"}),
+        ("GET", f"/api/auth/email-confirmation?confirmation={s['confirmation']}", {}, None),
+        ("POST", "/api/events/ticket", bearer, None),
+    ]
+    for method, path, headers, body in calls:
+        requests.request(method, url + path, headers=headers, json=body, timeout=10)
+    time.sleep(1.5)
+    log = bff.log()
+    assert "webhook refused" in log  # it did log the requests that warn
+    secrets = {**client_secrets, "Strapi JWT": jwt, "admin token": "e2e-admin-token"}
+    secrets |= {"webhook secret": strapi_live.webhook_secret, "API token": strapi_live.api_token}
+    secrets |= {"editor password": "Editor-Passw0rd!"}
+    leaks = {name: [ln for ln in log.splitlines() if value in ln] for name, value in secrets.items()}
+    assert not {name: lines for name, lines in leaks.items() if lines}
