@@ -203,26 +203,28 @@ class RedisEventLog:
         *,
         max_count: int,
         max_age: float,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.max_count = max_count
         self.max_age = max_age
-        self.clock = clock
 
     def _key(self, tenant: str) -> str:
         return f"{self.prefix}events:{tenant}"
 
     def append(self, tenant: str, fields: dict[str, Any]) -> str:
-        """XADD with an approximate MAXLEN, then trim by age (MINID); the id Redis gave."""
+        """XADD with an approximate MAXLEN, then trim by age (MINID); the id Redis gave.
+
+        Age is measured back from the new id, which Redis stamped with its own clock: this host's
+        clock (stepped, or another instance's, out of sync) could otherwise make the new event old.
+        """
         key = self._key(tenant)
-        event_id = self.client.xadd(
-            key, {"body": json.dumps(fields)}, maxlen=self.max_count, approximate=True
+        event_id = _text(
+            self.client.xadd(key, {"body": json.dumps(fields)}, maxlen=self.max_count, approximate=True)
         )
-        oldest_ms = int((self.clock() - self.max_age) * 1000)
+        oldest_ms = _stream_id(event_id)[0] - int(self.max_age * 1000)
         self.client.xtrim(key, minid=f"{max(oldest_ms, 0)}-0", approximate=True)
-        return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+        return event_id
 
     def read_after(self, tenant: str, after: str, limit: int) -> list[LoggedEvent]:
         """XRANGE from just after ``after`` (exclusive), oldest first."""
