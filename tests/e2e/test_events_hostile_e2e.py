@@ -7,6 +7,7 @@ writes, so the test appends to the same log itself, as the API would after a web
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import sqlite3
 import threading
@@ -18,6 +19,9 @@ from typing import Any
 import pytest
 import requests
 import websocket
+
+from bffproxy.event_log import RedisEventLog
+from scripts.local_nginx import nginx_available, running_nginx
 
 from .services import Gunicorn, free_port, wait_until
 
@@ -136,3 +140,40 @@ def test_large_pongs_to_a_client_that_reads_slowly_arrive_whole(
         sender.join(10)
         ws.close()
     assert answers == pings, "a frame was cut"
+
+
+def test_a_clock_ahead_of_redis_never_trims_the_events_it_just_appended(
+    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention by age compares with Redis's ids, which Redis stamps with its own clock: this host's
+    clock two minutes ahead (a step, an unsynchronised instance) must not make new events old."""
+    import redis
+
+    ahead = time.time
+    monkeypatch.setattr(time, "time", lambda: ahead() + 120)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        log = RedisEventLog(client, "e2e:", max_count=1_000, max_age=60)
+        ids = [log.append("default", {**FIELDS, "documentId": f"doc{n:021d}"}) for n in range(50)]
+        assert [event.id for event in log.read_after("default", "0-0", 100)] == ids
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make system-deps)")
+def test_a_ticket_in_the_url_is_in_no_access_log_line_behind_the_shipped_nginx(
+    start_events: Callable[..., Gunicorn], tmp_path: Path
+) -> None:
+    """A ticket refused (or not yet spent: a stream that failed before it was redeemed) stays valid
+    for 30 s: whoever reads the logs must not find it there."""
+    events = start_events(TRUSTED_PROXIES="1")
+    port = free_port()
+    ticket = "T" + secrets.token_urlsafe(32)[1:]
+    with running_nginx(tmp_path / "nginx", events.port, port, events_port=events.port):
+        for path in ("/api/events", "/api/events/ws", "/t/beta/api/events"):
+            requests.get(f"http://127.0.0.1:{port}{path}?ticket={ticket}&collections=articles", timeout=10)
+        access = tmp_path / "nginx" / "access.log"
+        wait_until(lambda: access.read_text().count("/api/events") >= 3, 5, "nginx's access log")
+        logged = access.read_text()
+    assert "/api/events" in logged and ticket not in logged, logged
+    assert ticket not in events.log()
