@@ -171,7 +171,10 @@ class StrapiViews:
             return None
         if not answer.ok:  # a 404 on a collection is a wrong API id, never "everything was deleted"
             raise UpstreamError(f"Strapi refused the reconciler's read of {path} ({answer.status}).")
-        body = answer.json()
+        try:
+            body = answer.json()
+        except ValueError:  # a proxy's HTML page, a body cut off: Strapi did not answer
+            raise UpstreamError(f"Strapi's answer to {path} is not JSON.") from None
         if not isinstance(body, Mapping):
             raise UpstreamError(f"Strapi's answer to {path} is not a JSON object.")
         return body
@@ -271,9 +274,19 @@ def rows_of(items: list[Any], view: View) -> tuple[Rows, bool]:
             continue
         document, version = item.get("documentId"), item.get(view.field)
         if isinstance(document, str) and isinstance(version, str):
+            _check_time(version, view)
             rows[document] = version
             live = live or isinstance(item.get("publishedAt"), str)
     return rows, live
+
+
+def _check_time(version: str, view: View) -> None:
+    """UpstreamError for a row whose time is not ISO 8601: read on, it would fail the pass later
+    with an error that neither backs off nor lets the next tenants' passes run."""
+    try:
+        parse_time(version)
+    except ValueError:
+        raise UpstreamError(f"Strapi's {view.collection} has a {view.field} that is not a time.") from None
 
 
 def diff(before: Rows, after: Rows, *, complete: bool) -> Diff:

@@ -488,6 +488,12 @@ def test_once_the_watermark_settles_an_idle_pass_reads_one_page_whatever_came_be
         (200, '{"data": [], "meta": {"pagination": {"total": "0"}}}'),
         (200, '{"data": [], "meta": []}'),
         (200, "[]"),
+        (200, "<html>Down for maintenance</html>"),  # a proxy's page: not JSON (hostile review)
+        (200, '{"data": [], "meta": {"pagination": {"total": 0}'),  # cut off
+        (
+            200,
+            '{"data": [{"documentId": "a", "updatedAt": "yesterday"}], "meta": {"pagination": {"total": 1}}}',
+        ),
     ],
 )
 def test_a_strange_answer_fails_the_pass_and_announces_nothing(
