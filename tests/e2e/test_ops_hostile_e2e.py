@@ -6,17 +6,19 @@ Each test is a finding that failed before its fix: what an operator's log or scr
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from .services import Gunicorn, Strapi, StrapiEditor, bff_env, login
+from .services import Gunicorn, Strapi, StrapiEditor, bff_env, login, wait_until
 from .test_logs_e2e import send_raw
 
 SECRET = "s3cr3t-ticket-0f-the-client"
@@ -154,3 +156,52 @@ def test_no_secret_reaches_any_log_line(
     secrets |= {"editor password": "Editor-Passw0rd!"}
     leaks = {name: [ln for ln in log.splitlines() if value in ln] for name, value in secrets.items()}
     assert not {name: lines for name, lines in leaks.items() if lines}
+
+
+def test_counts_and_reconcile_passes_survive_a_hup_and_a_killed_worker(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi
+) -> None:
+    """systemctl reload (HUP) replaces every worker, and a worker killed mid-pass leaves its lease:
+    the counts stay in the totals and the next intervals are still reconciled by someone."""
+    from .test_metrics_e2e import HEALTHZ, healthz, scrape, value
+
+    bff = start_bff(RECONCILE_INTERVAL="1", RECONCILE_OVERLAP="1", METRICS_ALLOW="127.0.0.1")
+    wait_until(lambda: last_pass(bff) is not None, 15, "the first pass")
+    before = value(scrape(bff)[1], "bffproxy_requests_total", **HEALTHZ)
+    old = healthz(bff, 30)
+    assert bff.process is not None
+    os.kill(bff.process.pid, signal.SIGHUP)
+    wait_until(lambda: not (healthz(bff, 10) & old), 30, "new workers after HUP")
+    wait_until(
+        lambda: value(scrape(bff)[1], "bffproxy_requests_total", **HEALTHZ) >= before + 30, 5, "counts"
+    )
+    passes = value(scrape(bff)[1], "bffproxy_reconcile_runs_total", tenant="default", outcome="ok")
+    for worker in healthz(bff, 10):
+        os.kill(int(worker), signal.SIGKILL)  # mid-pass or not: its lease of this interval is lost
+    stamp = last_pass(bff)
+    wait_until(lambda: last_pass(bff) != stamp, 15, "a pass after the kills")
+    after = value(scrape(bff)[1], "bffproxy_reconcile_runs_total", tenant="default", outcome="ok")
+    assert after > passes and value(scrape(bff)[1], "bffproxy_requests_total", **HEALTHZ) >= before + 30
+
+
+def last_pass(bff: Gunicorn) -> str | None:
+    try:
+        answer = requests.get(f"{bff.url}/readyz", timeout=5)
+    except requests.RequestException:
+        return None
+    return answer.json().get("reconciled", {}).get("default") if answer.status_code == 200 else None
+
+
+def test_redis_gone_under_the_reconciler_fails_its_passes_not_readyz_nor_metrics(
+    start_bff: Callable[..., Gunicorn], redis_server: Any
+) -> None:
+    """Two instances' shared store stops: passes fail (logged, backed off), probes and scrapes answer."""
+    bff = start_bff(RECONCILE_INTERVAL="1", REDIS_URL=redis_server.url, METRICS_ALLOW="127.0.0.1")
+    wait_until(lambda: last_pass(bff) is not None, 15, "the first pass")
+    redis_server.stop()
+    time.sleep(3)  # a few intervals without the store
+    for path in ("/readyz", "/metrics", "/healthz", "/openapi.json", "/api/articles"):
+        answer = requests.get(bff.url + path, timeout=10)
+        assert answer.status_code < 500, (path, answer.status_code, answer.text[:300])
+    assert requests.get(f"{bff.url}/readyz", timeout=10).json()["store"] == "down"
+    assert "Traceback" not in bff.log() and "reconcile tick failed" not in bff.log()
