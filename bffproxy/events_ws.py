@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, SupportsIndex
 
 from flask import Blueprint, Flask, Response, g, request
 from flask_sock import Sock
@@ -56,6 +57,7 @@ plain = Blueprint("events_ws_plain", __name__)  # the same path without an upgra
 sock = Sock()
 MAX_MESSAGE = 4096  # bytes a client frame may have: a subscribe message is far smaller
 SERVER_SOCKETS = ("gunicorn.socket", "werkzeug.socket")
+INBOX_MESSAGES = 16  # client messages read ahead of the session; then the client waits (TCP)
 
 
 class UpgradeRequired(ApiError):
@@ -106,6 +108,52 @@ class WholeWrites:
         return getattr(self._sock, name)
 
 
+class Inbox(list[Any]):
+    """simple-websocket's queue of received messages, bounded: its reader waits while it is full.
+
+    The session answers each message; blocked on an answer the client does not read, it takes no
+    more, and an unbounded queue kept every message the client went on sending (one client that
+    sends pings and never reads grew a worker by 800 MB in 15 s). Full, the reader stops reading
+    the socket and TCP makes the client wait.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._room = threading.Condition()
+        self.closed = False
+
+    def append(self, message: Any) -> None:
+        """Queue ``message`` once there is room (or the session is over)."""
+        with self._room:
+            while len(self) >= INBOX_MESSAGES and not self.closed:
+                self._room.wait()
+            super().append(message)
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        """Take a message and make room."""
+        with self._room:
+            message = super().pop(index)
+            self._room.notify()
+            return message
+
+    def close(self) -> None:
+        """The session is over: a waiting reader goes on (and ends, as the connection is closed)."""
+        with self._room:
+            self.closed = True
+            self._room.notify_all()
+
+
+class ReaderThread(threading.Thread):
+    """simple-websocket's reader of one connection (its ``thread_class``), with an :class:`Inbox`.
+
+    Set before the thread starts, so no message can have gone to the unbounded list.
+    """
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        target.__self__.input_buffer = Inbox()  # type: ignore[attr-defined]  # the Server's method
+        super().__init__(target=target, daemon=True)
+
+
 @bp.teardown_request
 def release(_exc: BaseException | None) -> None:
     """Give the slot back when the connection is over."""
@@ -138,8 +186,12 @@ class Session:
                 if text is None:
                     break
                 self.handle(text)
+        except OSError:  # the client went away while it was answered: the session is over
+            pass
         finally:
             self.stop()
+            if isinstance(self.ws.input_buffer, Inbox):
+                self.ws.input_buffer.close()
 
     def handle(self, text: Any) -> None:
         """One client message."""
@@ -237,6 +289,7 @@ def init_app(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["EVENTS_HEARTBEAT"],
         "max_message_size": MAX_MESSAGE,
+        "thread_class": ReaderThread,
     }
     app.register_blueprint(bp)
     app.register_blueprint(plain)

@@ -177,3 +177,35 @@ def test_a_ticket_in_the_url_is_in_no_access_log_line_behind_the_shipped_nginx(
         logged = access.read_text()
     assert "/api/events" in logged and ticket not in logged, logged
     assert ticket not in events.log()
+
+
+def worker_rss_kib(events: Gunicorn) -> int:
+    """Resident memory of the events app's one worker (the arbiter's child), in KiB."""
+    assert events.process is not None
+    children = Path(f"/proc/{events.process.pid}/task/{events.process.pid}/children").read_text().split()
+    status = Path(f"/proc/{children[0]}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def test_a_websocket_client_that_floods_messages_and_never_reads_costs_bounded_memory(
+    start_events: Callable[..., Gunicorn],
+) -> None:
+    """The server answers each ping; blocked on an answer nobody reads, it must stop reading too
+    (simple-websocket's reader queued every message: one client pushed the worker past 800 MB)."""
+    events = start_events()  # the default heartbeat: 15 s between the reader thread's pings
+    url = events.url.replace("http://", "ws://") + "/api/events/ws"
+    ws = websocket.create_connection(url, timeout=3, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    before = worker_rss_kib(events)
+    message = json.dumps({"ping": "x" * 4000})
+    sent = 0
+    try:
+        while sent < 20_000:  # 80 MB, if the server takes it
+            ws.send(message)
+            sent += 1
+    except websocket.WebSocketTimeoutException:
+        pass  # the server stopped reading: what it should do
+    grown = worker_rss_kib(events) - before
+    ws.close()
+    assert grown < 20_000, f"{sent} messages sent, the worker grew by {grown} KiB"
+    wait_until(lambda: subscribers(events) == 0, 10, "the socket to be closed")
+    assert "Traceback" not in events.log()  # a client gone while answered is no server error
