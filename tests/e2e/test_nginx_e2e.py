@@ -263,8 +263,12 @@ def test_private_paths_answer_403_json_to_any_other_address(front: Front, method
 
 def test_private_paths_pass_from_an_allowed_address_and_content_stays_public(front: Front) -> None:
     token = {"Authorization": "Bearer e2e-admin-token"}
-    metrics = _from(front, "127.0.0.1", "GET", "/metrics", token)
-    assert metrics.status == 200 and b"bffproxy_requests_total" in metrics.body  # type: ignore[attr-defined]
+    assert _from(front, "127.0.0.1", "GET", "/metrics", token).status == 200
+    wait_until(  # the fixture's /healthz probes, counted once answered
+        lambda: b"bffproxy_requests_total" in _from(front, "127.0.0.1", "GET", "/metrics", token).body,  # type: ignore[attr-defined]
+        10,
+        "counts in /metrics through nginx",
+    )
     purge = _from(
         front, "127.0.0.1", "POST", "/admin/cache/purge", {**token, "Content-Type": "application/json"}
     )
