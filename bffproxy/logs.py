@@ -143,9 +143,13 @@ class AccessLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is untype
 
 
 def target_path(environ: dict[str, Any]) -> str:
-    """The path the client asked for, as sent (percent-encoded), without the query string."""
+    """The path the client asked for, as sent (percent-encoded), without the query string, nor
+    the scheme and authority of an absolute target (``http://user:password@host/path``)."""
     raw = environ.get("RAW_URI") or environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    return str(raw).split("?", 1)[0]
+    return _AUTHORITY.sub("", str(raw), count=1).split("?", 1)[0] or "/"
+
+
+_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")  # RFC 3986 scheme, then the authority
 
 
 def access_line(resp: Any, environ: dict[str, Any], request_time: timedelta) -> str:

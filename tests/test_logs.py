@@ -383,3 +383,18 @@ def test_gunicorns_error_log_quotes_no_query() -> None:
     assert "request line: 'GET /x?[query removed] HTTP/1.1 x'" in text
     assert "Error handling request GET /api/events?[query removed]" in text
     assert logger.error_log.filters.count(logger.error_log.filters[0]) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ("http://alice:pw@acme.test:8080/api/x%20y?ticket=T", "/api/x%20y"),
+        ("https://acme.test", "/"),
+        ("//not-a-host/api/x?y", "//not-a-host/api/x"),  # origin form: a path, kept as sent
+        ("/api/x?ticket=T", "/api/x"),
+    ],
+)
+def test_the_logged_path_has_no_credentials_nor_query(raw: str, path: str) -> None:
+    from bffproxy.logs import target_path
+
+    assert target_path({"RAW_URI": raw}) == path

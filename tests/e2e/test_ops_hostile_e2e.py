@@ -205,3 +205,18 @@ def test_redis_gone_under_the_reconciler_fails_its_passes_not_readyz_nor_metrics
         assert answer.status_code < 500, (path, answer.status_code, answer.text[:300])
     assert requests.get(f"{bff.url}/readyz", timeout=10).json()["store"] == "down"
     assert "Traceback" not in bff.log() and "reconcile tick failed" not in bff.log()
+
+
+@pytest.mark.parametrize("access_format", ["json", "text"])
+def test_an_absolute_target_with_credentials_leaves_them_out_of_the_access_log(
+    start_bff: Callable[..., Gunicorn], strapi_live: Strapi, access_format: str
+) -> None:
+    """``GET http://user:password@host/path``: the access log writes the path, never the userinfo."""
+    bff = start_bff(workers=1, ACCESS_LOG_FORMAT=access_format)
+    target = f"http://alice:{SECRET}@127.0.0.1:{bff.port}/healthz"
+    answer = send_raw(bff, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    time.sleep(0.5)
+    log = bff.log()
+    assert "/healthz" in log
+    assert SECRET not in log, [line for line in log.splitlines() if SECRET in line]
