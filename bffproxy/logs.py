@@ -97,7 +97,10 @@ class QueryRedactor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep the record, its message without queries (``Invalid HTTP request line: 'GET /x?…'``)."""
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit: the handler reports it, as without this filter
+            return True
         if "?" in message:
             record.msg, record.args = _QUERY.sub("?[query removed]", message), ()
         return True

@@ -378,6 +378,11 @@ def test_gunicorns_error_log_quotes_no_query() -> None:
     logger.exception("Error handling request %s %s", "GET", "/api/events?ticket=T2")
     logger.setup(GunicornConfig())  # a HUP sets it up again: the filter stays, once
     logger.info("no query here: %s", "/healthz")
+    logging.raiseExceptions, raising = False, logging.raiseExceptions
+    try:
+        logger.info("arguments that do not fit %s %s", "?one")  # the caller never sees an error
+    finally:
+        logging.raiseExceptions = raising
     text = stream.getvalue()
     assert "T1" not in text and "T2" not in text and "a=b" not in text
     assert "request line: 'GET /x?[query removed] HTTP/1.1 x'" in text
