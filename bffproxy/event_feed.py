@@ -37,6 +37,7 @@ from flask import Flask, current_app, request
 
 from . import metrics, policies
 from .auth import Identity, check_policy, current_identity
+from .disk_store import DiskStore
 from .errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from .event_hub import BATCH, OVERFLOW, Hub, Mailbox, Rewind
 from .event_log import LoggedEvent, event_log
@@ -44,6 +45,7 @@ from .event_tickets import redeem
 from .events import visible
 from .reads import is_document_id
 from .settings import as_number
+from .store import shared_store
 from .tenants import current_tenant
 
 log = logging.getLogger(__name__)
@@ -180,6 +182,17 @@ def socket_cut(sock: socket.socket | None) -> Callable[[], None] | None:
             twin.shutdown(socket.SHUT_RDWR)
 
     return cut
+
+
+def release_store_connection() -> None:
+    """Close this thread's connection to the embedded store: a checked stream never uses it again.
+
+    diskcache keeps a SQLite connection per thread, and under gevent a thread is a greenlet that
+    lives as long as its stream: 2 descriptors and ~150 KB per signed-in subscriber otherwise.
+    """
+    backend = shared_store().backend
+    if isinstance(backend, DiskStore):
+        backend.close()
 
 
 def current_streams() -> Streams:
@@ -411,10 +424,12 @@ def open_feed(
     if not streams.admit():
         raise TooManySubscribers(headers={"Retry-After": str(BUSY_RETRY_AFTER)})
     try:
-        return Feed(streams, subscription, after, cut), streams
+        feed = Feed(streams, subscription, after, cut)
     except BaseException:
         streams.release()
         raise
+    release_store_connection()
+    return feed, streams
 
 
 def configure(config: dict[str, Any], max_subscribers: int = 2) -> None:

@@ -44,6 +44,7 @@ from .event_feed import (
     check_names,
     current_streams,
     parse_last_event_id,
+    release_store_connection,
     socket_cut,
     subscription_of,
 )
@@ -80,6 +81,7 @@ def admit() -> None:
     if not streams.admit():
         raise TooManySubscribers(headers={"Retry-After": str(BUSY_RETRY_AFTER)})
     g.events_slot = streams
+    release_store_connection()  # the caller is known: the socket's greenlet keeps no connection
     for key in SERVER_SOCKETS:  # where simple-websocket finds the connection's socket
         if key in request.environ:
             request.environ[key] = WholeWrites(request.environ[key])

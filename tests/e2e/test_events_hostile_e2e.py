@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
 import websocket
 
+from bffproxy.disk_store import DiskStore
 from bffproxy.event_log import RedisEventLog
 from scripts.local_nginx import nginx_available, running_nginx
 
@@ -209,3 +211,36 @@ def test_a_websocket_client_that_floods_messages_and_never_reads_costs_bounded_m
     assert grown < 20_000, f"{sent} messages sent, the worker grew by {grown} KiB"
     wait_until(lambda: subscribers(events) == 0, 10, "the socket to be closed")
     assert "Traceback" not in events.log()  # a client gone while answered is no server error
+
+
+def worker_fds(events: Gunicorn) -> int:
+    """Open file descriptors of the events app's one worker."""
+    assert events.process is not None
+    children = Path(f"/proc/{events.process.pid}/task/{events.process.pid}/children").read_text().split()
+    return len(list(Path(f"/proc/{children[0]}/fd").iterdir()))
+
+
+def test_signed_in_streams_keep_no_store_connection_each(
+    start_events: Callable[..., Gunicorn], tmp_path: Path
+) -> None:
+    """The caller's role is read from the embedded store once; each greenlet kept its own SQLite
+    connection for the stream's life: 2 more descriptors and ~150 KB per signed-in subscriber."""
+    secret = "e2e-jwt-secret-for-the-events-app-0123456789"
+    events = start_events(STRAPI_JWT_SECRET=secret, POLICIES__articles="read=public,drafts=editor")
+    profile = {"username": "e", "email": "e@e2e.test", "role": "editor", "blocked": False}
+    DiskStore(str(tmp_path / "cache" / "store"), size_limit=1 << 30).set("auth:user:default:7", profile, 600)
+    now = int(time.time())
+    token = jwt.encode({"id": 7, "iat": now, "exp": now + 600}, secret, algorithm="HS256")
+    request = f"GET /api/events?drafts=true HTTP/1.1\r\nHost: e2e\r\nAuthorization: Bearer {token}\r\n\r\n"
+    before = worker_fds(events)
+    streams = [socket.create_connection(("127.0.0.1", events.port)) for _ in range(100)]
+    try:
+        for stream in streams:
+            stream.sendall(request.encode())
+        for stream in streams:
+            assert stream.recv(15) == b"HTTP/1.1 200 OK"
+        grown = worker_fds(events) - before
+    finally:
+        for stream in streams:
+            stream.close()
+    assert grown <= 110, f"100 signed-in streams hold {grown} descriptors"
