@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import sys
 from collections.abc import Mapping
@@ -9,13 +11,13 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import click
-from flask import current_app
+from flask import Config, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from . import create_app, reconciler
 from .errors import ApiError
 from .invalidation import purge
-from .settings import ConfigError
+from .settings import ConfigError, load_config
 from .store import StoreUnavailable
 from .tenants import registry
 from .tenants_file import SETTINGS as TENANT_SETTINGS
@@ -34,10 +36,37 @@ _PLAIN_USER = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]*")  # RFC 3986 userinfo c
 def _create_app() -> object:
     """Build the app for the CLI; a configuration error is one line and exit code 2."""
     try:
+        config = Config(".")
+        load_config(config)
+        refuse_foreign_cache_dir(str(config["CACHE_DIR"]), os.geteuid())
         return create_app()
     except ConfigError as exc:
         click.echo(f"bffproxy: configuration error: {exc}", err=True)
         sys.exit(2)
+
+
+def refuse_foreign_cache_dir(folder: str, euid: int) -> None:
+    """As root, refuse a cache directory another user owns (the service's): ConfigError naming that user.
+
+    Building the app opens the event log and the stores, and a purge writes generation and lock
+    files: as root they would be root's, and the service, locked out of them, stalls on its next read.
+    """
+    if euid != 0:
+        return
+    try:
+        owner = os.stat(folder).st_uid
+    except FileNotFoundError:
+        return
+    if owner == 0:
+        return
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    raise ConfigError(
+        f"{folder} belongs to user {name}: run bffproxy commands as that user "
+        f"(sudo -u {name} bffproxy ...), not as root, or files written now would lock the service out"
+    )
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import cachelib
@@ -199,3 +200,35 @@ def check_config_or_refusal(config: dict[str, Any]) -> str:
         return str(check_config(config).output)
     except ConfigError as exc:  # bffproxy's _create_app prints exactly this line
         return f"bffproxy: configuration error: {exc}"
+
+
+def test_as_root_a_cache_dir_the_service_owns_is_refused(tmp_path: Any) -> None:
+    """Root's files in the service's cache would lock the service out (a read stalled ~33 s)."""
+    from bffproxy.cli import refuse_foreign_cache_dir
+    from bffproxy.settings import ConfigError
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    refuse_foreign_cache_dir(str(folder), euid=0)  # root's own folder: fine
+    refuse_foreign_cache_dir(str(tmp_path / "absent"), euid=0)  # created by whoever runs first
+    os.chown(folder, 65534, 65534)  # the service's (nobody here)
+    refuse_foreign_cache_dir(str(folder), euid=65534)  # the service user itself: fine
+    with pytest.raises(ConfigError) as refused:
+        refuse_foreign_cache_dir(str(folder), euid=0)
+    assert "sudo -u nobody bffproxy" in str(refused.value) and str(folder) in str(refused.value)
+
+
+def test_the_cli_as_root_on_the_service_cache_exits_2_before_writing_anything(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    folder = tmp_path / "service-cache"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    monkeypatch.setenv("BFFPROXY_CACHE_DIR", str(folder))
+    monkeypatch.setenv("BFFPROXY_STRAPI_URL", "http://strapi.test")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    result = CliRunner().invoke(cli, ["purge", "--all"])
+    assert result.exit_code == 2 and "sudo -u nobody" in result.output
+    assert list(folder.iterdir()) == []  # no event log, no store, no lock file was created
