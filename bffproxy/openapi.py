@@ -495,6 +495,8 @@ def operation(context: Context, rule: Rule, method: str, suffix: str = "", **par
     }
     if any(param.get("in") == "query" for param in parts.get("parameters", [])):
         body["responses"].setdefault("414", too_long(context))
+    # bodies.BodyLimit refuses a body over MAX_CONTENT_LENGTH before any view, whatever the route
+    body["responses"].setdefault("413", error_response(context, 413, False))
     if method == "head":
         body["summary"] = f"{parts.get('summary', '')} (headers only)"
         for answer in body["responses"].values():

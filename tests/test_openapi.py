@@ -560,3 +560,19 @@ def test_only_routes_of_a_tenant_may_be_an_unknown_tenant(document: dict[str, An
     assert "404" not in document["paths"]["/healthz"]["get"]["responses"]  # health answers on any host
     assert "404" in document["paths"]["/admin/cache/purge"]["post"]["responses"]  # admin_disabled
     assert "404" in document["paths"]["/api/me"]["get"]["responses"]
+
+
+def test_a_body_over_the_limit_is_a_documented_413_on_every_route(
+    client: FlaskClient, document: dict[str, Any]
+) -> None:
+    """bodies.BodyLimit refuses a body over MAX_CONTENT_LENGTH before any view, on every route:
+    POST /api/events/ticket with 2 MiB was an undocumented 413 (hostile review)."""
+    answer = client.post("/api/events/ticket", data=b"x" * (2 * 1024 * 1024), content_type="application/json")
+    assert answer.status_code == 413
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "responses" in op and "413" not in op["responses"]
+    ]
+    assert undocumented == []
