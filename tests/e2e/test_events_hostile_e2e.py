@@ -181,11 +181,16 @@ def test_a_ticket_in_the_url_is_in_no_access_log_line_behind_the_shipped_nginx(
     assert ticket not in events.log()
 
 
-def worker_rss_kib(events: Gunicorn) -> int:
-    """Resident memory of the events app's one worker (the arbiter's child), in KiB."""
+def worker_pid(events: Gunicorn) -> str:
+    """The events app's one worker: the arbiter's child."""
     assert events.process is not None
-    children = Path(f"/proc/{events.process.pid}/task/{events.process.pid}/children").read_text().split()
-    status = Path(f"/proc/{children[0]}/status").read_text()
+    arbiter = events.process.pid
+    return Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()[0]
+
+
+def worker_rss_kib(events: Gunicorn) -> int:
+    """Resident memory of the events app's worker, in KiB."""
+    status = Path(f"/proc/{worker_pid(events)}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
 
 
@@ -214,10 +219,8 @@ def test_a_websocket_client_that_floods_messages_and_never_reads_costs_bounded_m
 
 
 def worker_fds(events: Gunicorn) -> int:
-    """Open file descriptors of the events app's one worker."""
-    assert events.process is not None
-    children = Path(f"/proc/{events.process.pid}/task/{events.process.pid}/children").read_text().split()
-    return len(list(Path(f"/proc/{children[0]}/fd").iterdir()))
+    """Open file descriptors of the events app's worker."""
+    return len(list(Path(f"/proc/{worker_pid(events)}/fd").iterdir()))
 
 
 def test_signed_in_streams_keep_no_store_connection_each(
