@@ -398,6 +398,7 @@ Describer = Callable[[Context, Rule], Iterable[Operation]]
 STRAPI_FAILURES = (502, 503, 504)
 AUTH_FAILURES = (401, 403, 503)  # 503: a token arrived but no JWT secret is configured
 BODY_FAILURES = (400, 408, 413, 415, 422)
+BODY_REFUSALS = (400, 408, 413)  # a body unreadable, too slow or too large: on every route
 
 
 def responses(
@@ -495,8 +496,8 @@ def operation(context: Context, rule: Rule, method: str, suffix: str = "", **par
     }
     if any(param.get("in") == "query" for param in parts.get("parameters", [])):
         body["responses"].setdefault("414", too_long(context))
-    # bodies.BodyLimit refuses a body over MAX_CONTENT_LENGTH before any view, whatever the route
-    body["responses"].setdefault("413", error_response(context, 413, False))
+    for status in BODY_REFUSALS:  # bodies.BodyLimit, before any view, whatever the route
+        body["responses"].setdefault(str(status), error_response(context, status, False))
     if method == "head":
         body["summary"] = f"{parts.get('summary', '')} (headers only)"
         for answer in body["responses"].values():
