@@ -371,15 +371,20 @@ class Feed:
             self.close()
 
     def _replayed(self) -> Iterator[LoggedEvent]:
-        """Every wanted event after the cursor, read from the log a batch at a time."""
-        while True:
+        """Every wanted event after the cursor, read from the log a batch at a time.
+
+        Between batches the other streams run (gevent: SQLite and JSON never yield, and a replay
+        that matches nothing would read the whole log in one go); a stopped feed reads no further.
+        """
+        while not self.stopped:
             batch = self.log.read_after(self.subscription.tenant, self.cursor, BATCH)
             for event in batch:
                 self.cursor = event.id
-                if self.subscription.wants(event):
+                if self.subscription.wants(event) and not self.stopped:
                     yield event
             if len(batch) < BATCH:
                 return
+            self.streams.hub.sleep(0)
 
     def _live(self) -> Iterator[Item]:
         """What the hub delivers after the cursor, a heartbeat when quiet, an End when it must stop."""

@@ -88,3 +88,26 @@ def test_a_feed_that_overflows_cuts_its_connection_a_heartbeat_later_unless_it_c
         action()
     assert cuts == ["stuck"]
     stuck.close()
+
+
+def test_a_replay_lets_other_streams_run_between_batches_and_stops_when_asked(app: Flask) -> None:
+    """A replay that matches nothing reads the whole log (10,000 events) without a yield: under
+    gevent every other stream of the worker waited for the whole scan."""
+    streams = app.extensions["bffproxy.event_streams"]
+    streams.hub.threaded = False
+    slept: list[float] = []
+    streams.hub.sleep = slept.append
+    for n in range(250):  # three batches
+        append(app, doc=f"doc{n}")
+    with app.app_context():
+        nothing = Subscription("default", ("articles",), "nomatch", False)
+        feed = Feed(streams, nothing, "0")
+        assert list(feed._replayed()) == []
+        assert slept == [0, 0]  # between the batches: each a chance for the others
+        slept.clear()
+        stopped = Feed(streams, Subscription("default", ("articles",), None, False), "0")
+        replay = stopped._replayed()
+        next(replay)
+        stopped.stop()  # a WebSocket's new subscribe replaced it
+        assert sum(1 for _ in replay) < 100  # it ends within the batch it is in
+    feed.close()
