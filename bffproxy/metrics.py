@@ -489,6 +489,8 @@ def allowed_address(address: str | None, networks: Iterable[Any]) -> bool:
         ip = ipaddress.ip_address(address or "")
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # gunicorn bound to [::] sees an IPv4 client as ::ffff:a.b.c.d
     return any(ip in network for network in networks)
 
 

@@ -201,6 +201,9 @@ def test_an_allow_listed_address_scrapes_without_the_token(config: dict[str, Any
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "11.0.0.1"}).status_code == 401
+    # gunicorn bound to [::] (dual stack) sees an IPv4 scraper as an IPv4-mapped address
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::ffff:10.1.2.3"}).status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::ffff:11.0.0.1"}).status_code == 401
 
 
 def test_a_forged_forwarded_address_is_not_believed_without_trusted_proxies(config: dict[str, Any]) -> None:
