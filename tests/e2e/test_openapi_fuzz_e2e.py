@@ -125,6 +125,9 @@ FAILING_SHAPES = [
     "api/upload/files/page?filters[width][$lt]=",
     "api/upload/files?filters[createdAt]=",
 ]
+# Strapi evaluates a populate's filters only when rows to populate exist: after the fuzz's writes
+# (in any order of the tests) it may answer 200 instead. bffproxy refuses the shape either way.
+DATA_DEPENDENT = {"api/articles?populate[category][filters][$or]=x"}
 
 
 def test_queries_strapi_fails_on_are_a_400_not_a_502(
@@ -133,6 +136,7 @@ def test_queries_strapi_fails_on_are_a_400_not_a_502(
     """Found by the fuzz: Strapi answers these with a 500, which bffproxy passed on as 502 upstream_error."""
     bff = start_bff()
     for target in FAILING_SHAPES:
-        assert requests.get(f"{strapi_live.url}/{target}", timeout=10).status_code == 500, target  # Strapi
+        status = requests.get(f"{strapi_live.url}/{target}", timeout=10).status_code  # Strapi itself
+        assert status == 500 or (target in DATA_DEPENDENT and status == 200), (target, status)
         answer = requests.get(f"{bff.url}/{target}", timeout=10)
         assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_parameter"), target
