@@ -68,7 +68,16 @@ EXPECTED = {  # what each kind of request may answer while Strapi is healthy
 SHED = {(503, "upstream_busy")}
 RSS_GROWTH = 0.10  # at most +10% per worker between the end of the warm-up and the end
 FD_SLACK = 16  # open descriptors a worker may hold beyond its warm-up count (client sockets come and go)
-WEBHOOK_LINE = re.compile(r'"POST /webhooks/strapi HTTP/1\.1" (\d{3}) ')
+# gunicorn's access line for each webhook Strapi posted, in either format (BFFPROXY_ACCESS_LOG_FORMAT).
+WEBHOOK_LINE = re.compile(
+    r'"POST /webhooks/strapi HTTP/1\.1" (\d{3}) '
+    r'|"method":"POST","path":"/webhooks/strapi",[^\n]*?"status":(\d{3})'
+)
+
+
+def webhook_statuses(log: str) -> list[int]:
+    """The status of each webhook in gunicorn's log, oldest first."""
+    return [int(text or json_) for text, json_ in WEBHOOK_LINE.findall(log)]
 
 
 @dataclass
@@ -351,7 +360,7 @@ def run_soak(
     editor = login_header(strapi, *USERS[0])
     pids = worker_pids(bff)
     report.workers = [Worker(pid) for pid in pids]
-    webhooks_before = len(WEBHOOK_LINE.findall(bff.log()))
+    webhooks_before = len(webhook_statuses(bff.log()))
     bodies = [
         (traffic.hits(hit_paths(strapi), {}), 0.005),
         (traffic.hits(hit_paths(strapi), {}), 0.005),
@@ -380,7 +389,7 @@ def run_soak(
             thread.join(60)
     report.workers_replaced = worker_pids(bff) != pids
     report.counts, report.shed, report.unexpected = traffic.counts, traffic.shed, traffic.unexpected
-    report.webhooks = Counter(int(s) for s in WEBHOOK_LINE.findall(bff.log())[webhooks_before:])
+    report.webhooks = Counter(webhook_statuses(bff.log())[webhooks_before:])
     check_documents(report, traffic, strapi)
     return report
 

@@ -91,6 +91,7 @@ def record_for(entry: AuditEntry, status: int) -> dict[str, Any]:
     tenant = g.get("tenant")
     return {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "log": "audit",  # beside the access log's "access" lines in the same journal
         "tenant": tenant.name if tenant is not None else None,
         "user_id": getattr(identity, "user_id", None),
         "role": getattr(identity, "role", None),

@@ -20,6 +20,7 @@ from .test_strapi import connection_refused
 
 FIELDS = {
     "time",
+    "log",
     "tenant",
     "user_id",
     "role",

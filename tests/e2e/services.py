@@ -142,6 +142,9 @@ def bff_env(strapi: Strapi, cache_dir: Path, **extra: str) -> dict[str, str]:
         "BFFPROXY_CACHE_DIR": str(cache_dir),
         "BFFPROXY_DEBUG_HEADERS": "true",  # X-BFF-Worker: which worker answered
         "BFFPROXY_ENV_FILE": str(cache_dir / "absent.env"),
+        # The reconciler's first pass drops every cached entry once, at an interval boundary: a test
+        # that times cache states (STALE after 1.2 s) would meet it by chance. Its tests turn it on.
+        "BFFPROXY_RECONCILE_INTERVAL": "0",
     }
     env.update({f"BFFPROXY_{k}": v for k, v in extra.items()})
     return env

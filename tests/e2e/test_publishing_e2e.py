@@ -68,9 +68,9 @@ def cleanup(strapi_live: Strapi, title: str) -> Iterator[None]:
 
 
 def audit_lines(bff: Gunicorn) -> list[dict[str, Any]]:
-    """The audit lines gunicorn's workers wrote (bare JSON lines in the log)."""
-    lines = [line for line in bff.log().splitlines() if line.startswith('{"time"')]
-    return [json.loads(line) for line in lines]
+    """The audit lines gunicorn's workers wrote (JSON lines marked "log": "audit", not "access")."""
+    lines = [json.loads(line) for line in bff.log().splitlines() if line.startswith('{"time"')]
+    return [line for line in lines if line.get("log") == "audit"]
 
 
 pytestmark = pytest.mark.usefixtures("cleanup")

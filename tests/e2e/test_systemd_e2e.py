@@ -135,14 +135,18 @@ def _id_taken(number: int) -> bool:
 def sandboxed(text: str, env_file: Path, log: Path) -> str:
     """The shipped unit with this checkout for /opt/bffproxy, a test env file, and a log file.
 
-    The one hardening change: this machine's Python lives under /root (pyenv), which ProtectHome=yes
-    hides; a packaged Python (/usr/bin/python3) does not need it.
+    The hardening changes: this machine's Python lives under /root (pyenv), which ProtectHome=yes
+    hides (a packaged Python, /usr/bin/python3, does not need it), and a checkout under /tmp is
+    hidden by PrivateTmp=yes: each is bound in read-only.
     """
     text = text.replace("/opt/bffproxy", str(ROOT))
     text = text.replace("EnvironmentFile=/etc/bffproxy/bffproxy.env", f"EnvironmentFile={env_file}")
     python_home = Path(sys.base_prefix).resolve()
     if python_home.is_relative_to("/root") or python_home.is_relative_to("/home"):
         text = text.replace("ProtectHome=yes", f"ProtectHome=tmpfs\nBindReadOnlyPaths={python_home}")
+    if any(ROOT.is_relative_to(folder) for folder in ("/tmp", "/var/tmp")):
+        # A checkout under /tmp (a CI clone) is hidden by PrivateTmp=yes: bind it in, read-only.
+        text = text.replace("PrivateTmp=yes", f"PrivateTmp=yes\nBindReadOnlyPaths={ROOT}")
     return text.replace("[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=inherit\n", 1)
 
 
@@ -233,7 +237,8 @@ def test_reload_replaces_the_workers_inside_the_sandbox(installed: Installed) ->
         "a new worker",
     )
     assert installed.systemd.show("bffproxy.service", "ActiveState")["ActiveState"] == "active"
-    assert "configuration reloaded" in installed.systemd.log("bffproxy.service").read_text()
+    log = installed.systemd.log("bffproxy.service")
+    wait_until(lambda: "configuration reloaded" in log.read_text(), 10, "the arbiter's reload line")
     _start(installed, "bffproxy-events.service")  # its check runs the gevent config and app
     installed.systemd.run("systemctl", "reload", "bffproxy-events.service")
     wait_until(
