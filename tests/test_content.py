@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -321,7 +322,7 @@ def test_repeated_or_bracketed_status_never_reaches_strapi_for_anonymous_callers
 
 @pytest.mark.parametrize("fast_hits", [True, False])
 def test_anonymous_reads_tell_an_nginx_cache_in_front_to_keep_them_at_most_a_second(
-    config: dict, strapi: responses.RequestsMock, clock: FakeClock, fast_hits: bool  # type: ignore[type-arg]
+    config: dict[str, Any], strapi: responses.RequestsMock, clock: FakeClock, fast_hits: bool
 ) -> None:
     from bffproxy import create_app
 
@@ -339,7 +340,7 @@ def test_anonymous_reads_tell_an_nginx_cache_in_front_to_keep_them_at_most_a_sec
 
 
 def test_the_nginx_lifetime_is_a_setting_and_only_public_200s_carry_it(
-    config: dict, strapi: responses.RequestsMock, clock: FakeClock  # type: ignore[type-arg]
+    config: dict[str, Any], strapi: responses.RequestsMock, clock: FakeClock
 ) -> None:
     from bffproxy import create_app
 
