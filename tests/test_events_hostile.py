@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import responses
@@ -18,20 +17,8 @@ from bffproxy.event_hub import MAILBOX_BATCHES
 from .conftest import FakeClock
 from .test_event_tickets import ticket
 from .test_events_sse import append
-from .test_events_ws import connect, send, server  # noqa: F401  (server: a fixture)
+from .test_events_ws import config, connect, send, server  # noqa: F401  (config, server: fixtures)
 from .test_publishing import EDITOR, bearer, register_users
-from .test_publishing import SECRET as JWT_SECRET
-
-
-@pytest.fixture
-def config(config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **config,
-        "COLLECTIONS": "articles,categories",
-        "STRAPI_JWT_SECRET": JWT_SECRET,
-        "POLICIES": {"articles": "read=public,drafts=editor"},
-        "EVENTS_MAX_SUBSCRIBERS": 2,
-    }
 
 
 @pytest.fixture
